@@ -1,0 +1,143 @@
+"""The Faust worker: ingest (Kafka -> FramePipeline) and publish (FramePipeline -> Kafka), plus /metrics,
+/livez and /readyz on the worker's web port. Run with `vto worker` (what `vto stack up` starts).
+
+Delivery: a micro-batch's outputs are confirmed by the broker before the next batch is taken, and Faust
+commits offsets only for events already processed, so a crash re-processes frames (at least once) but
+never loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from streams.inference import TritonTryOn
+from streams.metrics import Metrics
+from streams.pipeline import FramePipeline, Outputs, Record
+from streams.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _record(event: Any) -> Record:
+    msg = event.message
+    return Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    metrics = Metrics(registry or CollectorRegistry())
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    app = faust.App(
+        settings.worker_group,
+        broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.worker_web_port,
+        web_bind="0.0.0.0",
+        topic_allow_declare=False,  # topics are created by `vto stack up` (or Strimzi), never by workers
+        topic_disable_leader=True,
+        producer_max_request_size=settings.max_message_bytes + 65536,
+        consumer_max_fetch_size=settings.max_message_bytes + 65536,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        autodiscover=False,
+    )
+
+    def topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, allow_empty=True, internal=False)
+
+    frames_topic, control_topic = topic(settings.frames_topic), topic(settings.control_topic)
+    rendered_topic, events_topic, dlq_topic = (
+        topic(settings.rendered_topic), topic(settings.events_topic), topic(settings.dead_letter_topic)
+    )
+    holder: dict[str, Any] = {}
+    status = {"assigned": False, "triton_ok": False, "triton_checked": 0.0}
+
+    def pipeline() -> FramePipeline:
+        # The gRPC aio channel must be created inside the worker's running event loop.
+        if "pipeline" not in holder:
+            tryon = TritonTryOn(settings.triton_grpc_url, settings.triton_model, settings.triton_timeout_s,
+                                settings.triton_retries)
+            holder["tryon"] = tryon
+            holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id)
+        return holder["pipeline"]  # type: ignore[no-any-return]
+
+    async def publish(out: Outputs) -> None:
+        """Stage 'publish': send everything, then wait for the broker to confirm it all."""
+        started = time.perf_counter()
+        pending = []
+        for destination, pairs in ((rendered_topic, out.rendered), (events_topic, out.events),
+                                   (dlq_topic, out.dead_letters)):
+            for key, value in pairs:
+                pending.append(await destination.send(key=key, value=value))
+        if pending:
+            await asyncio.gather(*pending)
+            metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
+
+    @app.agent(frames_topic)
+    async def frames(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_window_s):
+            out = await pipeline().handle_frames([_record(e) for e in events])
+            await publish(out)
+            yield None
+
+    @app.agent(control_topic)
+    async def control(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await publish(pipeline().handle_control(_record(event)))
+            yield None
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
+        status["assigned"] = True
+        metrics.ready.set(1)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        metrics.ready.set(0)
+
+    async def triton_ok() -> bool:
+        if time.monotonic() - status["triton_checked"] > 2.0:
+            status["triton_ok"] = await holder["tryon"].ready() if "tryon" in holder else False
+            status["triton_checked"] = time.monotonic()
+        return bool(status["triton_ok"])
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/livez")
+    async def livez(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive", "worker_id": worker_id})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        pipeline()
+        ok = bool(status["assigned"]) and not app.rebalancing and await triton_ok()
+        body = {"ready": ok, "assigned": status["assigned"], "rebalancing": app.rebalancing,
+                "triton": status["triton_ok"]}
+        return web.json(body, status=200 if ok else 503)
+
+    @app.on_after_configured.connect
+    def configured(sender: Any, **kwargs: Any) -> None:
+        log.info("worker %s configured for %s", worker_id, settings.kafka_bootstrap)
+
+    app.metrics = metrics  # type: ignore[attr-defined]
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`vto worker`: run one Faust worker until SIGTERM (graceful: stop intake, flush, commit)."""
+    settings = get_settings()
+    app = create_app(settings)
+    sys.argv = ["vto-worker", "worker", "-l", settings.log_level.lower(), *(argv or [])]
+    app.main()

@@ -1,0 +1,77 @@
+"""The worker's only way to Triton: the `tryon` model over async gRPC, with bounded retries.
+
+A frame Triton refuses because of its content is BadInput (dead-lettered); a server that is absent,
+overloaded or slow is InferenceUnavailable (backpressure: retried with backoff, then the frame is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc.aio as triton
+from tritonclient.utils import InferenceServerException
+
+from streams.errors import BadInput, InferenceUnavailable
+
+SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "render", "encode")
+BAD_IMAGE_PREFIX = "bad image: "  # how the tryon model marks errors caused by the request's image
+
+
+@dataclass(frozen=True)
+class TryOnResult:
+    keypoints: np.ndarray  # (33, 4): x, y px, visibility, presence
+    pose_score: float
+    width: int
+    height: int
+    rendered: bytes  # JPEG; empty when rendering was not asked for
+    stage_seconds: dict[str, float]  # server-side stages of this frame's batch
+
+
+class TritonTryOn:
+    def __init__(self, url: str, model: str, timeout_s: float, retries: int) -> None:
+        self.client = triton.InferenceServerClient(url)
+        self.model = model
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.retried = 0  # read by the pipeline's accounting
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.client.is_model_ready(self.model))
+        except InferenceServerException:
+            return False
+
+    async def infer(self, image: bytes, render: bool = True) -> TryOnResult:
+        image_in = triton.InferInput("IMAGE", [1, 1], "BYTES")
+        image_in.set_data_from_numpy(np.array([[image]], dtype=np.object_))
+        render_in = triton.InferInput("RENDER", [1, 1], "BOOL")
+        render_in.set_data_from_numpy(np.array([[render]], dtype=np.bool_))
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            try:
+                res = await self.client.infer(self.model, [image_in, render_in], client_timeout=self.timeout_s)
+                break
+            except InferenceServerException as exc:
+                message = exc.message() or str(exc)
+                if BAD_IMAGE_PREFIX in message:
+                    raise BadInput("corrupt_image", message.split(BAD_IMAGE_PREFIX, 1)[1]) from exc
+                if attempt == self.retries:
+                    raise InferenceUnavailable(f"{self.model}: {exc.status()} {message}") from exc
+                self.retried += 1
+                await asyncio.sleep(delay)
+                delay *= 2
+        height, width = (int(v) for v in res.as_numpy("IMAGE_SIZE")[0])
+        timings = res.as_numpy("TIMINGS")[0]
+        return TryOnResult(
+            keypoints=res.as_numpy("KEYPOINTS")[0],
+            pose_score=float(res.as_numpy("POSE_SCORE")[0][0]),
+            width=width,
+            height=height,
+            rendered=bytes(res.as_numpy("RENDERED")[0][0]),
+            stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings)},
+        )

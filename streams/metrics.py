@@ -1,0 +1,45 @@
+"""Every Prometheus metric of the worker, created on an injected registry (tests pass a fresh one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Frame latency lives between a few milliseconds (one stage) and a few seconds (a stalled pipeline).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Metrics:
+    """The worker's metrics. Labels carry few values (stage, outcome, reason), never a session id."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.frames = Counter(
+            "vto_frames_total", "Frames handled, by outcome (rendered, no_pose, dead_letter, dropped).",
+            ["outcome"], registry=registry,
+        )
+        self.dead_letters = Counter(
+            "vto_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=registry
+        )
+        self.dropped = Counter(
+            "vto_frames_dropped_total", "Frames dropped without rendering, by reason (stale, inference_unavailable).",
+            ["reason"], registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "vto_stage_seconds", "Time spent per stage of a frame's journey.", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.end_to_end_seconds = Histogram(
+            "vto_frame_latency_seconds", "Capture timestamp to rendered frame published.",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.batch_frames = Histogram(
+            "vto_batch_frames", "Frames per micro-batch taken from Kafka.", buckets=BATCH_BUCKETS, registry=registry
+        )
+        self.inference_retries = Counter(
+            "vto_inference_retries_total", "Triton requests retried for lack of capacity.", registry=registry
+        )
+        self.events = Counter(
+            "vto_tryon_events_total", "Try-on events published, by type.", ["type"], registry=registry
+        )
+        self.ready = Gauge("vto_worker_ready", "1 while the worker has partitions and takes frames.", registry=registry)

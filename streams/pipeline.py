@@ -1,0 +1,256 @@
+"""A frame's journey through a worker, one function per stage:
+
+    ingest (streams/app.py: Faust hands over a micro-batch of records)
+      -> validate  (`validate`: bytes -> Frame, or BadInput with a reason)
+      -> infer + render (`TritonTryOn.infer`: the `tryon` model on Triton)
+      -> publish   (`Outputs`: RenderedFrame, TryOnEvents and DeadLetters, handed back to the app to send)
+      -> account   (`Metrics`, here and nowhere else)
+
+Frames of one session are handled in order; different sessions in a batch run concurrently, so Triton's
+dynamic batcher sees many sessions at once. Nothing here knows about Faust, which keeps it unit-testable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streams.codec import decode
+from streams.errors import BadInput, InferenceUnavailable, SerializationError
+from streams.inference import TryOnResult
+from streams.metrics import Metrics
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
+from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
+from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
+from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAGIC = {IMAGE_FORMAT_JPEG: b"\xff\xd8\xff", IMAGE_FORMAT_PNG: b"\x89PNG\r\n\x1a\n"}
+NUM_KEYPOINTS = 33
+KNOWN_ACTIONS = (SessionControl.ACTION_START, SessionControl.ACTION_SELECT_ITEM, SessionControl.ACTION_END)
+MAX_SESSIONS = 100_000  # per worker; least recently seen sessions are forgotten first
+
+
+@dataclass(frozen=True)
+class Record:
+    """A Kafka record as the pipeline sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Outputs:
+    """What a batch produced, by destination topic: (key, value) pairs in the order they must be sent."""
+
+    rendered: list[tuple[bytes, bytes]] = field(default_factory=list)
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+
+
+class TryOn(Protocol):
+    async def infer(self, image: bytes, render: bool = True) -> TryOnResult: ...
+
+
+@dataclass
+class SessionState:
+    item_id: str = ""
+    pose_found: bool | None = None
+    rendered_items: set[str] = field(default_factory=set)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def validate(record: Record, settings: Settings) -> Frame:
+    """Stage 'validate': the record must be a well-formed Frame we can render, else BadInput(reason)."""
+    try:
+        frame = decode(Frame, record.value)
+    except SerializationError as exc:
+        raise BadInput("undecodable", str(exc)) from exc
+    if not frame.session_id:
+        raise BadInput("missing_session_id", "Frame.session_id is empty")
+    if record.key != frame.session_id.encode():
+        raise BadInput("key_mismatch", "record key must be the session id (keeps a session's frames in order)")
+    if frame.capture_time_unix_us <= 0:
+        raise BadInput("missing_capture_time", "Frame.capture_time_unix_us must be set")
+    if not frame.image:
+        raise BadInput("empty_image", "Frame.image is empty")
+    if len(frame.image) > settings.max_image_bytes:
+        raise BadInput("image_too_large", f"{len(frame.image)} bytes > {settings.max_image_bytes}")
+    magic = MAGIC.get(frame.format)
+    if magic is None:
+        raise BadInput("unsupported_format", f"format {frame.format} is not JPEG or PNG")
+    if not frame.image.startswith(magic):
+        raise BadInput("format_mismatch", "image bytes do not start with the signature of the declared format")
+    if not (0 < frame.width <= settings.max_image_side and 0 < frame.height <= settings.max_image_side):
+        raise BadInput("bad_dimensions", f"{frame.width}x{frame.height} outside 1..{settings.max_image_side}")
+    if len(frame.client_keypoints) not in (0, NUM_KEYPOINTS):
+        raise BadInput("bad_client_keypoints", f"{len(frame.client_keypoints)} client keypoints, expected 0 or 33")
+    return frame
+
+
+class FramePipeline:
+    def __init__(self, settings: Settings, tryon: TryOn, metrics: Metrics, worker_id: str) -> None:
+        self.settings = settings
+        self.tryon = tryon
+        self.metrics = metrics
+        self.worker_id = worker_id
+        self.sessions: OrderedDict[str, SessionState] = OrderedDict()
+
+    # -- state ------------------------------------------------------------------------------------------
+    def _session(self, session_id: str) -> SessionState:
+        state = self.sessions.pop(session_id, None) or SessionState()
+        self.sessions[session_id] = state
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+        return state
+
+    def _event(
+        self, out: Outputs, session_id: str, item_id: str, kind: TryOnEvent.Type.ValueType, frame: Frame | None = None
+    ) -> None:
+        event = TryOnEvent(session_id=session_id, item_id=item_id, type=kind, event_time_unix_us=now_us())
+        if frame is not None:
+            event.capture_time_unix_us = frame.capture_time_unix_us
+            event.sequence = frame.sequence
+        out.events.append((session_id.encode(), event.SerializeToString()))
+        self.metrics.events.labels(TryOnEvent.Type.Name(kind)).inc()
+
+    def _dead_letter(self, out: Outputs, record: Record, error: BadInput) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
+        letter = DeadLetter(
+            source_topic=record.topic, partition=record.partition, offset=record.offset, key=record.key or b"",
+            value=record.value or b"", reason=error.reason, detail=error.detail, worker_id=self.worker_id,
+            time_unix_us=now_us(),
+        )
+        out.dead_letters.append((record.key, letter.SerializeToString()))
+        self.metrics.dead_letters.labels(error.reason).inc()
+
+    # -- frames -----------------------------------------------------------------------------------------
+    async def handle_frames(self, records: list[Record]) -> Outputs:
+        """Run a micro-batch of frame records through every stage; never raises for a bad record."""
+        self.metrics.batch_frames.observe(len(records))
+        per_session: dict[str, list[tuple[Record, Frame]]] = {}
+        out = Outputs()
+        for record in records:
+            started = time.perf_counter()
+            try:
+                frame = validate(record, self.settings)
+            except BadInput as exc:
+                self._dead_letter(out, record, exc)
+                self.metrics.frames.labels("dead_letter").inc()
+                continue
+            finally:
+                self.metrics.stage_seconds.labels("validate").observe(time.perf_counter() - started)
+            per_session.setdefault(frame.session_id, []).append((record, frame))
+        results = await asyncio.gather(*(self._run_session(items) for items in per_session.values()))
+        for session_out in results:
+            out.rendered += session_out.rendered
+            out.events += session_out.events
+            out.dead_letters += session_out.dead_letters
+        return out
+
+    async def _run_session(self, items: list[tuple[Record, Frame]]) -> Outputs:
+        out = Outputs()
+        for record, frame in items:
+            await self._run_frame(out, record, frame)
+        return out
+
+    async def _run_frame(self, out: Outputs, record: Record, frame: Frame) -> None:
+        age = now_us() / 1e6 - frame.capture_time_unix_us / 1e6
+        if age > self.settings.frame_max_age_s:
+            self.metrics.dropped.labels("stale").inc()
+            self.metrics.frames.labels("dropped").inc()
+            return
+        self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
+        started = time.perf_counter()
+        try:
+            result = await self.tryon.infer(frame.image)
+        except BadInput as exc:
+            self._dead_letter(out, record, exc)
+            self.metrics.frames.labels("dead_letter").inc()
+            return
+        except InferenceUnavailable as exc:
+            log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, exc)
+            self.metrics.dropped.labels("inference_unavailable").inc()
+            self.metrics.frames.labels("dropped").inc()
+            return
+        infer_s = time.perf_counter() - started
+        self.metrics.stage_seconds.labels("infer").observe(infer_s)
+        for stage, seconds in result.stage_seconds.items():
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+        if (result.width, result.height) != (frame.width, frame.height):
+            self._dead_letter(out, record, BadInput(
+                "dimension_mismatch", f"declared {frame.width}x{frame.height}, image is {result.width}x{result.height}"
+            ))
+            self.metrics.frames.labels("dead_letter").inc()
+            return
+        self._publish_frame(out, frame, result, infer_s)
+
+    def _publish_frame(self, out: Outputs, frame: Frame, result: TryOnResult, infer_s: float) -> None:
+        found = result.pose_score >= 0.5
+        rendered = RenderedFrame(
+            session_id=frame.session_id, sequence=frame.sequence, capture_time_unix_us=frame.capture_time_unix_us,
+            camera_id=frame.camera_id, item_id=frame.item_id, image=result.rendered, format=IMAGE_FORMAT_JPEG,
+            width=result.width, height=result.height, pose_score=result.pose_score,
+            stage_seconds={"infer": infer_s, **result.stage_seconds}, rendered_time_unix_us=now_us(),
+            worker_id=self.worker_id,
+        )
+        if found:
+            rendered.keypoints.extend(
+                Keypoint(x=float(x), y=float(y), visibility=float(v), presence=float(p))
+                for x, y, v, p in result.keypoints
+            )
+        out.rendered.append((frame.session_id.encode(), rendered.SerializeToString()))
+        self.metrics.frames.labels("rendered" if found else "no_pose").inc()
+        self.metrics.end_to_end_seconds.observe(max(rendered.rendered_time_unix_us - frame.capture_time_unix_us, 0) / 1e6)
+
+        state = self._session(frame.session_id)
+        state.item_id = frame.item_id or state.item_id
+        if found and state.item_id not in state.rendered_items:
+            state.rendered_items.add(state.item_id)
+            self._event(out, frame.session_id, state.item_id, TryOnEvent.TYPE_TRY_ON_RENDERED, frame)
+        if state.pose_found is not None and found != state.pose_found:
+            kind = TryOnEvent.TYPE_POSE_FOUND if found else TryOnEvent.TYPE_POSE_LOST
+            self._event(out, frame.session_id, state.item_id, kind, frame)
+        state.pose_found = found
+
+    # -- session control --------------------------------------------------------------------------------
+    def handle_control(self, record: Record) -> Outputs:
+        """START / SELECT_ITEM / END of a session become analytics events; bad records are dead-lettered."""
+        out = Outputs()
+        try:
+            control = decode(SessionControl, record.value)
+            if not control.session_id:
+                raise BadInput("missing_session_id", "SessionControl.session_id is empty")
+            if control.action not in KNOWN_ACTIONS:
+                raise BadInput("unknown_action", f"SessionControl.action {control.action} is not START, SELECT_ITEM or END")
+        except SerializationError as exc:
+            self._dead_letter(out, record, BadInput("undecodable", str(exc)))
+            return out
+        except BadInput as exc:
+            self._dead_letter(out, record, exc)
+            return out
+        sid = control.session_id
+        if control.action == SessionControl.ACTION_START:
+            self._session(sid).item_id = control.item_id
+            self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
+        elif control.action == SessionControl.ACTION_SELECT_ITEM:
+            self._session(sid).item_id = control.item_id
+            self._event(out, sid, control.item_id, TryOnEvent.TYPE_ITEM_SELECTED)
+        else:  # ACTION_END
+            state = self.sessions.pop(sid, SessionState())
+            self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
+        return out

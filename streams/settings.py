@@ -1,0 +1,63 @@
+"""The one typed settings object. Built once per process from `VTO_*` environment variables.
+
+Each field's environment variable is its name in upper case with the `VTO_` prefix, e.g. `kafka_bootstrap`
+is `VTO_KAFKA_BOOTSTRAP`. The README's configuration table is generated from this class (`vto config`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VTO_", frozen=True, extra="forbid")
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port[,...]).")
+    kafka_controller_port: int = Field(9093, description="Embedded broker: KRaft controller port.")
+    kafka_version: str = Field("4.1.1", description="Embedded broker: Apache Kafka version resolved from Maven.")
+    kafka_heap: str = Field("512m", description="Embedded broker: JVM heap (-Xms/-Xmx).")
+    topic_partitions: int = Field(6, ge=1, description="Partitions of the per-session topics (max worker parallelism).")
+    frames_topic: str = Field("vto.frames.v1", description="Topic of incoming camera frames (Frame).")
+    control_topic: str = Field("vto.session-control.v1", description="Topic of session start/select/end (SessionControl).")
+    rendered_topic: str = Field("vto.rendered.v1", description="Topic of rendered frames back to shoppers (RenderedFrame).")
+    events_topic: str = Field("vto.tryon-events.v1", description="Topic of try-on analytics events (TryOnEvent).")
+    dead_letter_topic: str = Field("vto.dead-letter.v1", description="Topic of rejected records with their reason (DeadLetter).")
+    frame_retention_ms: int = Field(60_000, description="Retention of frame topics: frames are worthless after seconds.")
+    max_message_bytes: int = Field(4 * 1024 * 1024, description="Largest frame record accepted by topics and clients.")
+
+    # Worker
+    worker_group: str = Field("vto-worker", description="Faust app id = Kafka consumer group of the workers.")
+    worker_web_port: int = Field(6066, description="Worker HTTP port: /metrics, /livez, /readyz.")
+    worker_batch_size: int = Field(16, ge=1, description="Most frames a worker takes from Kafka per micro-batch.")
+    worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
+    frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")
+    max_image_bytes: int = Field(3 * 1024 * 1024, description="Largest encoded image accepted in a Frame.")
+    max_image_side: int = Field(4096, description="Largest width or height accepted in a Frame.")
+
+    # Triton
+    triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint the workers call.")
+    triton_http_port: int = Field(8000, description="Embedded Triton: HTTP port (health).")
+    triton_metrics_port: int = Field(8002, description="Embedded Triton: Prometheus metrics port.")
+    triton_model: str = Field("tryon", description="Triton model that renders a frame.")
+    triton_timeout_s: float = Field(10.0, gt=0, description="Deadline of one Triton request.")
+    triton_retries: int = Field(3, ge=0, description="Retries of a Triton request that failed for lack of capacity.")
+    triton_repo: Path = Field(ROOT / "triton_repo", description="Model repository served by the embedded Triton.")
+
+    # Local files
+    cache_dir: Path = Field(ROOT / ".cache", description="Downloads, venvs and converted models (outside git).")
+    run_dir: Path = Field(ROOT / ".cache" / "run", description="PID files, logs and Kafka data of the embedded stack.")
+    data_dir: Path = Field(ROOT.parent / "shared" / "data", description="Sample photos and videos (demo, tests).")
+    log_level: str = Field("INFO", description="Log level of workers and CLI.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,180 @@
+"""A single-node Apache Kafka 4.x in KRaft mode, its jars resolved from Maven Central (FIELD_NOTES §7).
+
+`ensure_installed` resolves the broker's classpath with Maven once (cached under .cache/kafka/<version>);
+`start` formats the storage on first use, launches `kafka.Kafka`, waits until an AdminClient metadata call
+answers, then creates the project's topics explicitly.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.errors import StackError
+from streams.settings import Settings
+from streams.stack.procs import Service, wait_until
+
+POM = Path(__file__).with_name("kafka-pom.xml")
+LOG4J = """status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = OUT
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+"""
+
+
+def libs_dir(settings: Settings) -> Path:
+    return settings.cache_dir / "kafka" / settings.kafka_version / "libs"
+
+
+def ensure_installed(settings: Settings) -> Path:
+    """Resolve kafka_2.13 and its runtime dependencies (plus the SLF4J binding) into the cache."""
+    libs = libs_dir(settings)
+    if any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise StackError("the embedded Kafka needs a JDK 17+ (`java`) and Maven (`mvn`) on PATH")
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={settings.kafka_version}",
+         "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"Maven could not resolve Kafka {settings.kafka_version}:\n{result.stdout[-3000:]}")
+    tmp.rename(libs)
+    return libs
+
+
+def service(settings: Settings) -> Service:
+    return Service("kafka", settings.run_dir)
+
+
+def _port(settings: Settings) -> int:
+    return int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+
+def write_config(settings: Settings) -> Path:
+    data = settings.run_dir / "kafka-data"
+    port, ctl = _port(settings), settings.kafka_controller_port
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{ctl}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data),
+        "auto.create.topics.enable": "false",
+        "num.partitions": "1",
+        # One node: every internal topic has one replica; few partitions make the first group join fast.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "1000",
+        "message.max.bytes": str(settings.max_message_bytes + 65536),
+        "replica.fetch.max.bytes": str(settings.max_message_bytes + 65536),
+        "log.retention.check.interval.ms": "10000",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+    }
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    config = settings.run_dir / "kafka-server.properties"
+    config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    (settings.run_dir / "kafka-log4j2.properties").write_text(LOG4J)
+    return config
+
+
+def _java(settings: Settings, main: str, *args: str, heap: str = "256m") -> list[str]:
+    java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if "JAVA_HOME" in os.environ else "java"
+    return [
+        java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={settings.run_dir / 'kafka-log4j2.properties'}",
+        "-cp", f"{libs_dir(settings)}/*", main, *args,
+    ]
+
+
+def admin(settings: Settings) -> AdminClient:
+    # log_level 0: readiness polls expect "connection refused" while the broker starts; errors still raise.
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 3000, "log_level": 0})
+
+
+def ready(settings: Settings) -> bool:
+    return bool(admin(settings).list_topics(timeout=2).brokers)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Every topic of the product with its partitions and configs; created explicitly, never auto-created."""
+    frames = {
+        "retention.ms": str(settings.frame_retention_ms),
+        "segment.ms": str(max(settings.frame_retention_ms, 60_000)),
+        "max.message.bytes": str(settings.max_message_bytes),
+        "cleanup.policy": "delete",
+    }
+    day = str(24 * 3600 * 1000)
+    week = str(7 * 24 * 3600 * 1000)
+    n = settings.topic_partitions
+    return [
+        NewTopic(settings.frames_topic, n, 1, config=frames),
+        NewTopic(settings.rendered_topic, n, 1, config=frames),
+        # The latest control record per session is that session's state: compacted, and old sessions expire.
+        NewTopic(settings.control_topic, n, 1, config={"cleanup.policy": "compact,delete", "retention.ms": day}),
+        NewTopic(settings.events_topic, n, 1, config={"retention.ms": week}),
+        NewTopic(settings.dead_letter_topic, 1, 1, config={
+            "retention.ms": week, "max.message.bytes": str(2 * settings.max_message_bytes),
+        }),
+    ]
+
+
+def create_topics(settings: Settings) -> list[str]:
+    """Create missing topics; return the names created."""
+    client = admin(settings)
+    existing = set(client.list_topics(timeout=10).topics)
+    wanted = [t for t in topic_specs(settings) if t.topic not in existing]
+    if not wanted:
+        return []
+    for name, future in client.create_topics(wanted, request_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:
+            raise StackError(f"could not create topic {name}: {exc}") from exc
+    return [t.topic for t in wanted]
+
+
+def start(settings: Settings, timeout: float = 90.0) -> None:
+    ensure_installed(settings)
+    config = write_config(settings)
+    data = settings.run_dir / "kafka-data"
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        result = subprocess.run(
+            _java(settings, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(config)),
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
+    svc = service(settings)
+    svc.start(_java(settings, "kafka.Kafka", str(config), heap=settings.kafka_heap))
+    wait_until(svc, lambda: ready(settings), timeout, "Kafka broker")
+    create_topics(settings)
+
+
+def stop(settings: Settings) -> bool:
+    return service(settings).stop(timeout=60)

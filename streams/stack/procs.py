@@ -1,0 +1,114 @@
+"""Start and stop the stack's processes by PID: each runs in its own session, logs to a file, and leaves a
+PID file in the run folder. Only processes this module started (PID file + matching command line) are stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.errors import StackError
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    run_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The PID of our running process, or None (stale PID files are removed)."""
+        try:
+            record = json.loads(self.pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        pid, marker = int(record["pid"]), record["marker"]
+        if marker not in _cmdline(pid):  # gone, or the PID now belongs to someone else
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+        if (pid := self.pid()) is not None:
+            return pid
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+            )
+        marker = next(a for a in reversed(argv) if a)  # the last argument identifies our process
+        self.pid_file.write_text(json.dumps({"pid": proc.pid, "marker": marker, "argv": argv}))
+        deadline = time.monotonic() + 10
+        while _cmdline(proc.pid).find(marker) < 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the child has exec'd: before that its command line is ours
+        return proc.pid
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SIGTERM (a graceful stop), then SIGKILL after `timeout`. True if a process was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(service: Service, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `ready` until it is true; fail with the service's log tail if it dies or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.pid() is None:
+            raise StackError(f"{service.name} exited while starting; log {service.log_file}:\n{service.tail()}")
+        try:
+            if ready():
+                return
+        except Exception:  # not ready yet: connection refused and the like
+            pass
+        time.sleep(0.25)
+    raise StackError(f"{service.name}: {what} not ready after {timeout:.0f}s; log {service.log_file}:\n{service.tail()}")
