@@ -140,64 +140,66 @@ class FramePipeline:
 
     # -- frames -----------------------------------------------------------------------------------------
     async def handle_frames(self, records: list[Record]) -> Outputs:
-        """Run a micro-batch of frame records through every stage; never raises for a bad record."""
+        """Run a micro-batch of frame records through every stage; never raises for a bad record.
+
+        Every fresh frame of the batch is inferred concurrently (Triton batches them); results are then
+        published and accounted strictly in record order, so each session's frames stay in order.
+        """
         self.metrics.batch_frames.observe(len(records))
-        per_session: dict[str, list[tuple[Record, Frame]]] = {}
         out = Outputs()
+        fresh: list[tuple[Record, Frame]] = []
         for record in records:
             started = time.perf_counter()
             try:
                 frame = validate(record, self.settings)
             except BadInput as exc:
-                self._dead_letter(out, record, exc)
-                self.metrics.frames.labels("dead_letter").inc()
+                self._reject(out, record, exc)
                 continue
             finally:
                 self.metrics.stage_seconds.labels("validate").observe(time.perf_counter() - started)
-            per_session.setdefault(frame.session_id, []).append((record, frame))
-        results = await asyncio.gather(*(self._run_session(items) for items in per_session.values()))
-        for session_out in results:
-            out.rendered += session_out.rendered
-            out.events += session_out.events
-            out.dead_letters += session_out.dead_letters
+            age = now_us() / 1e6 - frame.capture_time_unix_us / 1e6
+            if age > self.settings.frame_max_age_s:
+                self._drop("stale")
+                continue
+            self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
+            fresh.append((record, frame))
+        results = await asyncio.gather(*(self._infer(frame) for _, frame in fresh))
+        for (record, frame), (result, infer_s) in zip(fresh, results):
+            if isinstance(result, BadInput):
+                self._reject(out, record, result)
+            elif isinstance(result, InferenceUnavailable):
+                log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
+                self._drop("inference_unavailable")
+            elif (result.width, result.height) != (frame.width, frame.height):
+                self._reject(out, record, BadInput(
+                    "dimension_mismatch",
+                    f"declared {frame.width}x{frame.height}, image is {result.width}x{result.height}",
+                ))
+            else:
+                self._publish_frame(out, frame, result, infer_s)
         return out
 
-    async def _run_session(self, items: list[tuple[Record, Frame]]) -> Outputs:
-        out = Outputs()
-        for record, frame in items:
-            await self._run_frame(out, record, frame)
-        return out
-
-    async def _run_frame(self, out: Outputs, record: Record, frame: Frame) -> None:
-        age = now_us() / 1e6 - frame.capture_time_unix_us / 1e6
-        if age > self.settings.frame_max_age_s:
-            self.metrics.dropped.labels("stale").inc()
-            self.metrics.frames.labels("dropped").inc()
-            return
-        self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
+    async def _infer(self, frame: Frame) -> tuple[TryOnResult | BadInput | InferenceUnavailable, float]:
+        """Stage 'infer + render' on Triton; errors are returned, not raised, so one frame cannot sink a batch."""
         started = time.perf_counter()
         try:
-            result = await self.tryon.infer(frame.image)
-        except BadInput as exc:
-            self._dead_letter(out, record, exc)
-            self.metrics.frames.labels("dead_letter").inc()
-            return
-        except InferenceUnavailable as exc:
-            log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, exc)
-            self.metrics.dropped.labels("inference_unavailable").inc()
-            self.metrics.frames.labels("dropped").inc()
-            return
+            result: TryOnResult | BadInput | InferenceUnavailable = await self.tryon.infer(frame.image)
+        except (BadInput, InferenceUnavailable) as exc:
+            result = exc
         infer_s = time.perf_counter() - started
-        self.metrics.stage_seconds.labels("infer").observe(infer_s)
-        for stage, seconds in result.stage_seconds.items():
-            self.metrics.stage_seconds.labels(stage).observe(seconds)
-        if (result.width, result.height) != (frame.width, frame.height):
-            self._dead_letter(out, record, BadInput(
-                "dimension_mismatch", f"declared {frame.width}x{frame.height}, image is {result.width}x{result.height}"
-            ))
-            self.metrics.frames.labels("dead_letter").inc()
-            return
-        self._publish_frame(out, frame, result, infer_s)
+        if isinstance(result, TryOnResult):
+            self.metrics.stage_seconds.labels("infer").observe(infer_s)
+            for stage, seconds in result.stage_seconds.items():
+                self.metrics.stage_seconds.labels(stage).observe(seconds)
+        return result, infer_s
+
+    def _reject(self, out: Outputs, record: Record, error: BadInput) -> None:
+        self._dead_letter(out, record, error)
+        self.metrics.frames.labels("dead_letter").inc()
+
+    def _drop(self, reason: str) -> None:
+        self.metrics.dropped.labels(reason).inc()
+        self.metrics.frames.labels("dropped").inc()
 
     def _publish_frame(self, out: Outputs, frame: Frame, result: TryOnResult, infer_s: float) -> None:
         found = result.pose_score >= 0.5

@@ -1,0 +1,112 @@
+"""`vto send`: publish a real video, image folder or photo as one shopper session, paced at a frame rate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from confluent_kafka import Producer
+
+from streams.errors import VTOError
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG
+from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.settings import Settings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class Sent:
+    sequence: int
+    capture_time_unix_us: int
+
+
+def _encoded(path: Path) -> tuple[bytes, int, int, int]:
+    data = path.read_bytes()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VTOError(f"{path} is not a readable image")
+    fmt = IMAGE_FORMAT_PNG if data.startswith(b"\x89PNG") else IMAGE_FORMAT_JPEG
+    if not data.startswith((b"\x89PNG", b"\xff\xd8\xff")):  # e.g. WebP: re-encode as JPEG
+        data, fmt = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), IMAGE_FORMAT_JPEG
+    return data, fmt, image.shape[1], image.shape[0]
+
+
+def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[tuple[bytes, int, int, int]]:
+    """(encoded image, format, width, height) for each frame of a video, an image folder or one image."""
+    if path.is_dir():
+        for p in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            yield _encoded(p)
+        return
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        yield _encoded(path)
+        return
+    video = cv2.VideoCapture(str(path))
+    if not video.isOpened():
+        raise VTOError(f"{path} is not a readable video or image")
+    try:
+        while True:
+            ok, bgr = video.read()
+            if not ok:
+                return
+            data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1].tobytes()
+            yield data, IMAGE_FORMAT_JPEG, bgr.shape[1], bgr.shape[0]
+    finally:
+        video.release()
+
+
+def producer(settings: Settings) -> Producer:
+    """An idempotent producer, connected and holding the frames topic's metadata before it is used
+    (otherwise the first frame of a session waits ~0.5 s for librdkafka's first connection)."""
+    prod = Producer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "linger.ms": 1,
+        "message.max.bytes": settings.max_message_bytes + 65536,
+    })
+    prod.list_topics(settings.frames_topic, timeout=10)
+    return prod
+
+
+def send(
+    settings: Settings,
+    frames: Iterable[tuple[bytes, int, int, int]],
+    session: str,
+    fps: float,
+    item: str = "",
+    camera: str = "cam0",
+) -> list[Sent]:
+    """Publish START, each (image, format, width, height) at `fps` (0 = at once), then END; return what was sent."""
+    prod = producer(settings)
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    def control(action: SessionControl.Action.ValueType) -> None:
+        msg = SessionControl(session_id=session, action=action, item_id=item, time_unix_us=time.time_ns() // 1000)
+        prod.produce(settings.control_topic, key=session.encode(), value=msg.SerializeToString(), on_delivery=delivered)
+
+    control(SessionControl.ACTION_START)
+    sent: list[Sent] = []
+    start = time.monotonic()
+    for seq, (data, fmt, width, height) in enumerate(frames):
+        if fps > 0:
+            time.sleep(max(0.0, start + seq / fps - time.monotonic()))
+        now = time.time_ns() // 1000
+        frame = Frame(session_id=session, sequence=seq, capture_time_unix_us=now, camera_id=camera, image=data,
+                      format=fmt, width=width, height=height, item_id=item)
+        prod.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString(),
+                     on_delivery=delivered)
+        prod.poll(0)
+        sent.append(Sent(seq, now))
+    control(SessionControl.ACTION_END)
+    if prod.flush(30) != 0 or errors:
+        raise VTOError(f"Kafka did not take every frame: {errors[:3] or 'flush timed out'}")
+    return sent

@@ -1,0 +1,86 @@
+"""`vto stack up | down | status`: Kafka, then Triton, then the workers; stopped in reverse order."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from streams.settings import Settings
+from streams.stack import kafka, triton
+from streams.stack.procs import Service, wait_until
+
+
+@dataclass(frozen=True)
+class Worker:
+    index: int
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return self.settings.worker_web_port + self.index
+
+    @property
+    def service(self) -> Service:
+        return Service(f"worker-{self.index}", self.settings.run_dir)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
+                return bool(json.load(resp).get("ready"))
+        except urllib.error.HTTPError:
+            return False
+
+    def start(self, timeout: float = 90.0) -> None:
+        marker = f"--name={self.settings.run_dir / self.service.name}"
+        self.service.start(
+            [sys.executable, "-m", "streams.cli", "worker", marker],
+            env={"VTO_WORKER_WEB_PORT": str(self.port), "PYTHONUNBUFFERED": "1"},
+        )
+        wait_until(self.service, self.ready, timeout, f"worker on :{self.port}")
+
+
+def workers(settings: Settings, count: int) -> list[Worker]:
+    return [Worker(i, settings) for i in range(count)]
+
+
+def up(settings: Settings, worker_count: int = 1) -> None:
+    kafka.start(settings)
+    triton.start(settings)
+    for worker in workers(settings, worker_count):
+        worker.start()
+
+
+def running_workers(settings: Settings) -> list[Worker]:
+    found = sorted(settings.run_dir.glob("worker-*.pid"))
+    return [Worker(int(p.stem.split("-")[1]), settings) for p in found]
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop everything this project started (by PID file), workers first so they can drain and commit."""
+    stopped = [w.service.name for w in running_workers(settings) if w.service.stop()]
+    if triton.stop(settings):
+        stopped.append("triton")
+    if kafka.stop(settings):
+        stopped.append("kafka")
+    return stopped
+
+
+def status(settings: Settings) -> dict[str, dict[str, object]]:
+    def probe(check: object) -> bool:
+        try:
+            return bool(check())  # type: ignore[operator]
+        except Exception:
+            return False
+
+    report: dict[str, dict[str, object]] = {
+        "kafka": {"pid": kafka.service(settings).pid(), "ready": probe(lambda: kafka.ready(settings)),
+                  "bootstrap": settings.kafka_bootstrap},
+        "triton": {"pid": triton.service(settings).pid(), "ready": probe(lambda: triton.ready(settings)),
+                   "grpc": settings.triton_grpc_url},
+    }
+    for w in running_workers(settings):
+        report[w.service.name] = {"pid": w.service.pid(), "ready": probe(w.ready), "port": w.port}
+    return report
