@@ -57,7 +57,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     frames_topic, control_topic = topic(settings.frames_topic), topic(settings.control_topic)
     rendered_topic, events_topic, dlq_topic = (
-        topic(settings.rendered_topic), topic(settings.events_topic), topic(settings.dead_letter_topic)
+        topic(settings.rendered_topic),
+        topic(settings.events_topic),
+        topic(settings.dead_letter_topic),
     )
     holder: dict[str, Any] = {}
     status = {"assigned": False, "triton_ok": False, "triton_checked": 0.0}
@@ -65,8 +67,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     def pipeline() -> FramePipeline:
         # The gRPC aio channel must be created inside the worker's running event loop.
         if "pipeline" not in holder:
-            tryon = TritonTryOn(settings.triton_grpc_url, settings.triton_model, settings.triton_timeout_s,
-                                settings.triton_retries)
+            tryon = TritonTryOn(
+                settings.triton_grpc_url, settings.triton_model, settings.triton_timeout_s, settings.triton_retries
+            )
             holder["tryon"] = tryon
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id)
         return holder["pipeline"]  # type: ignore[no-any-return]
@@ -75,8 +78,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         """Stage 'publish': send everything, then wait for the broker to confirm it all."""
         started = time.perf_counter()
         pending = []
-        for destination, pairs in ((rendered_topic, out.rendered), (events_topic, out.events),
-                                   (dlq_topic, out.dead_letters)):
+        for destination, pairs in (
+            (rendered_topic, out.rendered),
+            (events_topic, out.events),
+            (dlq_topic, out.dead_letters),
+        ):
             for key, value in pairs:
                 pending.append(await destination.send(key=key, value=value))
         if pending:
@@ -84,24 +90,24 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
 
     @app.agent(frames_topic)
-    async def frames(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs
         async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_window_s):
             out = await pipeline().handle_frames([_record(e) for e in events])
             await publish(out)
             yield None
 
     @app.agent(control_topic)
-    async def control(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def control(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             await publish(pipeline().handle_control(_record(event)))
             yield None
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
     async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
         status["assigned"] = True
         metrics.ready.set(1)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         metrics.ready.set(0)
 
@@ -123,11 +129,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def readyz(web: Any, request: Any) -> Any:
         pipeline()
         ok = bool(status["assigned"]) and not app.rebalancing and await triton_ok()
-        body = {"ready": ok, "assigned": status["assigned"], "rebalancing": app.rebalancing,
-                "triton": status["triton_ok"]}
+        body = {
+            "ready": ok,
+            "assigned": status["assigned"],
+            "rebalancing": app.rebalancing,
+            "triton": status["triton_ok"],
+        }
         return web.json(body, status=200 if ok else 503)
 
-    @app.on_after_configured.connect
+    @app.on_after_configured.connect  # type: ignore[arg-type]
     def configured(sender: Any, **kwargs: Any) -> None:
         log.info("worker %s configured for %s", worker_id, settings.kafka_bootstrap)
 

@@ -37,11 +37,17 @@ def _pose(settings: Settings, path: Path, render_dir: Path | None) -> dict[str, 
             res = client.infer(settings.triton_model, [image, flag])
             score = float(res.as_numpy("POSE_SCORE")[0][0])
             kps = res.as_numpy("KEYPOINTS")[0]
-            frames.append({
-                "index": index, "width": width, "height": height, "pose_score": round(score, 4),
-                "keypoints": [[round(float(x), 1), round(float(y), 1), round(float(v), 3)] for x, y, v, _ in kps]
-                if score >= 0.5 else [],
-            })
+            frames.append(
+                {
+                    "index": index,
+                    "width": width,
+                    "height": height,
+                    "pose_score": round(score, 4),
+                    "keypoints": [[round(float(x), 1), round(float(y), 1), round(float(v), 3)] for x, y, v, _ in kps]
+                    if score >= 0.5
+                    else [],
+                }
+            )
             if render_dir is not None:
                 render_dir.mkdir(parents=True, exist_ok=True)
                 (render_dir / f"{index:05d}.jpg").write_bytes(bytes(res.as_numpy("RENDERED")[0][0]))
@@ -120,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"frames sent      {summary.frames_sent}")
             print(f"frames rendered  {summary.frames_rendered} ({summary.frames_with_pose} with a pose)")
             print(f"throughput       {summary.throughput_fps:.1f} fps")
-            print(f"latency p50/p95/p99  {summary.latency_ms_p50:.0f} / {summary.latency_ms_p95:.0f} / "
-                  f"{summary.latency_ms_p99:.0f} ms (capture -> rendered frame consumed)")
+            print(
+                f"latency p50/p95/p99  {summary.latency_ms_p50:.0f} / {summary.latency_ms_p95:.0f} / "
+                f"{summary.latency_ms_p99:.0f} ms (capture -> rendered frame consumed)"
+            )
             print("stage means (ms) " + ", ".join(f"{k} {v}" for k, v in summary.stage_ms_mean.items()))
             print(f"rendered video   {summary.rendered_video}")
             print(f"contact sheet    {summary.contact_sheet}")

@@ -43,13 +43,15 @@ class Summary:
 
 def rendered_consumer(settings: Settings) -> Consumer:
     """A consumer positioned at the current end of the rendered topic, so it sees only this run's frames."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"vto-demo-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-        "fetch.wait.max.ms": 10,
-        "fetch.message.max.bytes": settings.max_message_bytes + 65536,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"vto-demo-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+            "fetch.message.max.bytes": settings.max_message_bytes + 65536,
+        }
+    )
     parts = consumer.list_topics(settings.rendered_topic, timeout=10).topics[settings.rendered_topic].partitions
     assigned = []
     for p in parts:
@@ -68,7 +70,7 @@ def collect(consumer: Consumer, session: str, expected: int, timeout_s: float) -
         if msg is None or msg.error():
             continue
         now = time.time_ns() // 1000
-        frame = RenderedFrame.FromString(msg.value())
+        frame = RenderedFrame.FromString(msg.value() or b"")
         if frame.session_id == session:
             got[frame.sequence] = (frame, now)
     return [got[k] for k in sorted(got)]
@@ -80,7 +82,7 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, tile: int = 240) -
     tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in tiles]
     while len(tiles) % columns:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
     return np.vstack(rows)
 
 
@@ -92,9 +94,9 @@ def run(settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: boo
         consumer = rendered_consumer(settings)
         session = f"demo-{uuid.uuid4().hex[:8]}"
         results: list[tuple[RenderedFrame, int]] = []
-        collector = threading.Thread(target=lambda: results.extend(
-            collect(consumer, session, len(clip), timeout_s=60 + len(clip) / max(fps, 1))
-        ))
+        collector = threading.Thread(
+            target=lambda: results.extend(collect(consumer, session, len(clip), timeout_s=60 + len(clip) / max(fps, 1)))
+        )
         collector.start()  # consume while sending: latency is measured as a shopper would see it
         sent = send(settings, clip, session, fps=fps, item="demo-skeleton")
         collector.join()
@@ -103,7 +105,8 @@ def run(settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: boo
         if not keep_up:
             embedded.down(settings)
 
-    images = [cv2.imdecode(np.frombuffer(f.image, np.uint8), cv2.IMREAD_COLOR) for f, _ in results]
+    decoded = (cv2.imdecode(np.frombuffer(f.image, np.uint8), cv2.IMREAD_COLOR) for f, _ in results)
+    images = [img for img in decoded if img is not None]
     video_path, sheet_path = out_dir / "rendered.mp4", out_dir / "contact_sheet.png"
     if images:
         h, w = images[0].shape[:2]
@@ -116,15 +119,25 @@ def run(settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: boo
     latencies = np.array([(consumed - f.capture_time_unix_us) / 1000 for f, consumed in results])
     first_sent = sent[0].capture_time_unix_us if sent else 0
     span_s = (results[-1][1] - first_sent) / 1e6 if results else 0.0
-    pct = (lambda q: float(np.percentile(latencies, q))) if len(latencies) else (lambda q: float("nan"))
+
+    def pct(q: float) -> float:
+        return float(np.percentile(latencies, q)) if len(latencies) else float("nan")
+
     summary = Summary(
-        video=str(video), frames_sent=len(sent), frames_rendered=len(results),
+        video=str(video),
+        frames_sent=len(sent),
+        frames_rendered=len(results),
         frames_with_pose=sum(1 for f, _ in results if f.keypoints),
         throughput_fps=len(results) / span_s if span_s else 0.0,
-        latency_ms_p50=pct(50), latency_ms_p95=pct(95), latency_ms_p99=pct(99),
-        stage_ms_mean={k: round(float(np.mean([f.stage_seconds[k] for f, _ in results])) * 1000, 1)
-                       for k in (results[0][0].stage_seconds if results else {})},
-        rendered_video=str(video_path), contact_sheet=str(sheet_path),
+        latency_ms_p50=pct(50),
+        latency_ms_p95=pct(95),
+        latency_ms_p99=pct(99),
+        stage_ms_mean={
+            k: round(float(np.mean([f.stage_seconds[k] for f, _ in results])) * 1000, 1)
+            for k in (results[0][0].stage_seconds if results else {})
+        },
+        rendered_video=str(video_path),
+        contact_sheet=str(sheet_path),
     )
     (out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary

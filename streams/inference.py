@@ -73,5 +73,5 @@ class TritonTryOn:
             width=width,
             height=height,
             rendered=bytes(res.as_numpy("RENDERED")[0][0]),
-            stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings)},
+            stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings, strict=True)},
         )

@@ -15,23 +15,32 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.frames = Counter(
-            "vto_frames_total", "Frames handled, by outcome (rendered, no_pose, dead_letter, dropped).",
-            ["outcome"], registry=registry,
+            "vto_frames_total",
+            "Frames handled, by outcome (rendered, no_pose, dead_letter, dropped).",
+            ["outcome"],
+            registry=registry,
         )
         self.dead_letters = Counter(
             "vto_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=registry
         )
         self.dropped = Counter(
-            "vto_frames_dropped_total", "Frames dropped without rendering, by reason (stale, inference_unavailable).",
-            ["reason"], registry=registry,
+            "vto_frames_dropped_total",
+            "Frames dropped without rendering, by reason (stale, inference_unavailable).",
+            ["reason"],
+            registry=registry,
         )
         self.stage_seconds = Histogram(
-            "vto_stage_seconds", "Time spent per stage of a frame's journey.", ["stage"],
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "vto_stage_seconds",
+            "Time spent per stage of a frame's journey.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.end_to_end_seconds = Histogram(
-            "vto_frame_latency_seconds", "Capture timestamp to rendered frame published.",
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "vto_frame_latency_seconds",
+            "Capture timestamp to rendered frame published.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.batch_frames = Histogram(
             "vto_batch_frames", "Frames per micro-batch taken from Kafka.", buckets=BATCH_BUCKETS, registry=registry

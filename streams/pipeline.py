@@ -131,8 +131,14 @@ class FramePipeline:
     def _dead_letter(self, out: Outputs, record: Record, error: BadInput) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
         letter = DeadLetter(
-            source_topic=record.topic, partition=record.partition, offset=record.offset, key=record.key or b"",
-            value=record.value or b"", reason=error.reason, detail=error.detail, worker_id=self.worker_id,
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key or b"",
+            value=record.value or b"",
+            reason=error.reason,
+            detail=error.detail,
+            worker_id=self.worker_id,
             time_unix_us=now_us(),
         )
         out.dead_letters.append((record.key, letter.SerializeToString()))
@@ -164,17 +170,21 @@ class FramePipeline:
             self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
             fresh.append((record, frame))
         results = await asyncio.gather(*(self._infer(frame) for _, frame in fresh))
-        for (record, frame), (result, infer_s) in zip(fresh, results):
+        for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
             if isinstance(result, BadInput):
                 self._reject(out, record, result)
             elif isinstance(result, InferenceUnavailable):
                 log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
                 self._drop("inference_unavailable")
             elif (result.width, result.height) != (frame.width, frame.height):
-                self._reject(out, record, BadInput(
-                    "dimension_mismatch",
-                    f"declared {frame.width}x{frame.height}, image is {result.width}x{result.height}",
-                ))
+                self._reject(
+                    out,
+                    record,
+                    BadInput(
+                        "dimension_mismatch",
+                        f"declared {frame.width}x{frame.height}, image is {result.width}x{result.height}",
+                    ),
+                )
             else:
                 self._publish_frame(out, frame, result, infer_s)
         return out
@@ -204,10 +214,18 @@ class FramePipeline:
     def _publish_frame(self, out: Outputs, frame: Frame, result: TryOnResult, infer_s: float) -> None:
         found = result.pose_score >= 0.5
         rendered = RenderedFrame(
-            session_id=frame.session_id, sequence=frame.sequence, capture_time_unix_us=frame.capture_time_unix_us,
-            camera_id=frame.camera_id, item_id=frame.item_id, image=result.rendered, format=IMAGE_FORMAT_JPEG,
-            width=result.width, height=result.height, pose_score=result.pose_score,
-            stage_seconds={"infer": infer_s, **result.stage_seconds}, rendered_time_unix_us=now_us(),
+            session_id=frame.session_id,
+            sequence=frame.sequence,
+            capture_time_unix_us=frame.capture_time_unix_us,
+            camera_id=frame.camera_id,
+            item_id=frame.item_id,
+            image=result.rendered,
+            format=IMAGE_FORMAT_JPEG,
+            width=result.width,
+            height=result.height,
+            pose_score=result.pose_score,
+            stage_seconds={"infer": infer_s, **result.stage_seconds},
+            rendered_time_unix_us=now_us(),
             worker_id=self.worker_id,
         )
         if found:
@@ -217,7 +235,9 @@ class FramePipeline:
             )
         out.rendered.append((frame.session_id.encode(), rendered.SerializeToString()))
         self.metrics.frames.labels("rendered" if found else "no_pose").inc()
-        self.metrics.end_to_end_seconds.observe(max(rendered.rendered_time_unix_us - frame.capture_time_unix_us, 0) / 1e6)
+        self.metrics.end_to_end_seconds.observe(
+            max(rendered.rendered_time_unix_us - frame.capture_time_unix_us, 0) / 1e6
+        )
 
         state = self._session(frame.session_id)
         state.item_id = frame.item_id or state.item_id
@@ -238,7 +258,9 @@ class FramePipeline:
             if not control.session_id:
                 raise BadInput("missing_session_id", "SessionControl.session_id is empty")
             if control.action not in KNOWN_ACTIONS:
-                raise BadInput("unknown_action", f"SessionControl.action {control.action} is not START, SELECT_ITEM or END")
+                raise BadInput(
+                    "unknown_action", f"SessionControl.action {control.action} is not START, SELECT_ITEM or END"
+                )
         except SerializationError as exc:
             self._dead_letter(out, record, BadInput("undecodable", str(exc)))
             return out

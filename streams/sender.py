@@ -12,12 +12,13 @@ import numpy as np
 from confluent_kafka import Producer
 
 from streams.errors import VTOError
-from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, ImageFormat
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.session_control_pb2 import SessionControl
 from streams.settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+EncodedFrame = tuple[bytes, ImageFormat.ValueType, int, int]  # image, format, width, height
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Sent:
     capture_time_unix_us: int
 
 
-def _encoded(path: Path) -> tuple[bytes, int, int, int]:
+def _encoded(path: Path) -> EncodedFrame:
     data = path.read_bytes()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
@@ -37,7 +38,7 @@ def _encoded(path: Path) -> tuple[bytes, int, int, int]:
     return data, fmt, image.shape[1], image.shape[0]
 
 
-def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[tuple[bytes, int, int, int]]:
+def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[EncodedFrame]:
     """(encoded image, format, width, height) for each frame of a video, an image folder or one image."""
     if path.is_dir():
         for p in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
@@ -63,19 +64,21 @@ def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[tuple[bytes, int, 
 def producer(settings: Settings) -> Producer:
     """An idempotent producer, connected and holding the frames topic's metadata before it is used
     (otherwise the first frame of a session waits ~0.5 s for librdkafka's first connection)."""
-    prod = Producer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "linger.ms": 1,
-        "message.max.bytes": settings.max_message_bytes + 65536,
-    })
+    prod = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 1,
+            "message.max.bytes": settings.max_message_bytes + 65536,
+        }
+    )
     prod.list_topics(settings.frames_topic, timeout=10)
     return prod
 
 
 def send(
     settings: Settings,
-    frames: Iterable[tuple[bytes, int, int, int]],
+    frames: Iterable[EncodedFrame],
     session: str,
     fps: float,
     item: str = "",
@@ -100,10 +103,20 @@ def send(
         if fps > 0:
             time.sleep(max(0.0, start + seq / fps - time.monotonic()))
         now = time.time_ns() // 1000
-        frame = Frame(session_id=session, sequence=seq, capture_time_unix_us=now, camera_id=camera, image=data,
-                      format=fmt, width=width, height=height, item_id=item)
-        prod.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString(),
-                     on_delivery=delivered)
+        frame = Frame(
+            session_id=session,
+            sequence=seq,
+            capture_time_unix_us=now,
+            camera_id=camera,
+            image=data,
+            format=fmt,
+            width=width,
+            height=height,
+            item_id=item,
+        )
+        prod.produce(
+            settings.frames_topic, key=session.encode(), value=frame.SerializeToString(), on_delivery=delivered
+        )
         prod.poll(0)
         sent.append(Sent(seq, now))
     control(SessionControl.ACTION_END)

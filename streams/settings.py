@@ -25,11 +25,19 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Embedded broker: JVM heap (-Xms/-Xmx).")
     topic_partitions: int = Field(6, ge=1, description="Partitions of the per-session topics (max worker parallelism).")
     frames_topic: str = Field("vto.frames.v1", description="Topic of incoming camera frames (Frame).")
-    control_topic: str = Field("vto.session-control.v1", description="Topic of session start/select/end (SessionControl).")
-    rendered_topic: str = Field("vto.rendered.v1", description="Topic of rendered frames back to shoppers (RenderedFrame).")
+    control_topic: str = Field(
+        "vto.session-control.v1", description="Topic of session start/select/end (SessionControl)."
+    )
+    rendered_topic: str = Field(
+        "vto.rendered.v1", description="Topic of rendered frames back to shoppers (RenderedFrame)."
+    )
     events_topic: str = Field("vto.tryon-events.v1", description="Topic of try-on analytics events (TryOnEvent).")
-    dead_letter_topic: str = Field("vto.dead-letter.v1", description="Topic of rejected records with their reason (DeadLetter).")
-    frame_retention_ms: int = Field(60_000, description="Retention of frame topics: frames are worthless after seconds.")
+    dead_letter_topic: str = Field(
+        "vto.dead-letter.v1", description="Topic of rejected records with their reason (DeadLetter)."
+    )
+    frame_retention_ms: int = Field(
+        60_000, description="Retention of frame topics: frames are worthless after seconds."
+    )
     max_message_bytes: int = Field(4 * 1024 * 1024, description="Largest frame record accepted by topics and clients.")
 
     # Worker

@@ -37,8 +37,14 @@ class ModelSpec:
 
 MODELS = (
     ModelSpec("pose_detection", "mediapipe/modules/pose_detection/pose_detection.tflite", 224, -1.0, 1.0, densify=True),
-    ModelSpec("pose_landmark_full", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite", 256, 0.0, 1.0,
-              logit_maps=("Identity_2",)),
+    ModelSpec(
+        "pose_landmark_full",
+        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        256,
+        0.0,
+        1.0,
+        logit_maps=("Identity_2",),
+    ),
 )
 
 # Stated tolerances; the measured differences are printed on every build and kept in the stamp file.
@@ -51,7 +57,7 @@ def sha256(path: Path) -> str:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0))))
 
 
 def extract(wheel: Path, member: str, dest: Path) -> Path:
@@ -79,7 +85,8 @@ def densify(src: Path, dst: Path) -> int:
 
     model = flatbuffer_utils.read_model(str(src))
     densify_code = next(
-        i for i, code in enumerate(model.operatorCodes)
+        i
+        for i, code in enumerate(model.operatorCodes)
         if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DENSIFY
     )
     graph = model.subgraphs[0]
@@ -143,7 +150,7 @@ def photo_inputs(photo: Path, spec: ModelSpec, count: int) -> np.ndarray:
     for i in range(count):
         side = int(min(h, w) * (1.0 - 0.1 * i))
         y0, x0 = (h - side) // 2, (w - side) // 2 + i * (w - side) // (2 * max(count, 1))
-        crop = tf.image.resize(img[y0:y0 + side, x0:x0 + side], (spec.size, spec.size)).numpy()
+        crop = tf.image.resize(img[y0 : y0 + side, x0 : x0 + side], (spec.size, spec.size)).numpy()
         crops.append(spec.low + crop / 255.0 * (spec.high - spec.low))
     return np.stack(crops).astype(np.float32)
 
@@ -162,11 +169,11 @@ def check(spec: ModelSpec, tflite: Path, onnx_path: Path, photo: Path) -> dict[s
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     in_name = sess.get_inputs()[0].name
     names = [o.name for o in sess.get_outputs()]
-    single = [sess.run(None, {in_name: x[i:i + 1]}) for i in range(4)]
+    single = [sess.run(None, {in_name: x[i : i + 1]}) for i in range(4)]
     batched = sess.run(None, {in_name: x})
 
     diff_tflite = 0.0
-    for name, ours in zip(names, single[0]):
+    for name, ours in zip(names, single[0], strict=True):
         theirs = ref.get(name)
         if theirs is None:  # tf2onnx keeps TFLite tensor names; fall back to matching by shape
             theirs = next(v for v in ref.values() if v.shape == ours.shape)

@@ -31,8 +31,14 @@ def generate(out: Path) -> dict[Path, str]:
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
         plugin = Path(sys.executable).parent / "protoc-gen-mypy"  # from mypy-protobuf, beside this Python
-        args = ["protoc", f"-I{PROTOS}", f"--plugin=protoc-gen-mypy={plugin}", f"--python_out={tmp}",
-                f"--mypy_out={tmp}", *sources]
+        args = [
+            "protoc",
+            f"-I{PROTOS}",
+            f"--plugin=protoc-gen-mypy={plugin}",
+            f"--python_out={tmp}",
+            f"--mypy_out={tmp}",
+            *sources,
+        ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
         files = {p.relative_to(tmp): _rewrite(p.read_text()) for p in Path(tmp).rglob("*.py*")}

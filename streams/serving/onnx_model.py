@@ -38,10 +38,14 @@ class TritonPythonModel:
             error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses, start = [], 0
-        for request, array in zip(requests, arrays):
+        for request, array in zip(requests, arrays, strict=True):
             end = start + array.shape[0]
             names = request.requested_output_names() or self.output_names
-            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(out[start:end])) for n, out in zip(wanted, outputs) if n in names]
+            tensors = [
+                pb_utils.Tensor(n, np.ascontiguousarray(out[start:end]))
+                for n, out in zip(wanted, outputs, strict=True)
+                if n in names
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = end
         return responses

@@ -86,6 +86,7 @@ class TritonPythonModel:
                     return fn(batch)
                 finally:
                     stage_clock[key] += time.perf_counter() - start
+
             return run
 
         try:
@@ -96,7 +97,7 @@ class TritonPythonModel:
         timings[1], timings[2] = stage_clock["detect"], stage_clock["landmarks"]
 
         encoded: dict[int, bytes] = {}
-        for i, pose in zip(order, poses):
+        for i, pose in zip(order, poses, strict=True):
             if not render[i]:
                 continue
             t = time.perf_counter()
@@ -107,7 +108,7 @@ class TritonPythonModel:
             timings[4] += time.perf_counter() - t2
             encoded[i] = buf.tobytes() if ok else b""
 
-        by_index = dict(zip(order, poses))
+        by_index = dict(zip(order, poses, strict=True))
         responses = []
         for i in range(len(requests)):
             if i in errors:

@@ -76,10 +76,16 @@ def status(settings: Settings) -> dict[str, dict[str, object]]:
             return False
 
     report: dict[str, dict[str, object]] = {
-        "kafka": {"pid": kafka.service(settings).pid(), "ready": probe(lambda: kafka.ready(settings)),
-                  "bootstrap": settings.kafka_bootstrap},
-        "triton": {"pid": triton.service(settings).pid(), "ready": probe(lambda: triton.ready(settings)),
-                   "grpc": settings.triton_grpc_url},
+        "kafka": {
+            "pid": kafka.service(settings).pid(),
+            "ready": probe(lambda: kafka.ready(settings)),
+            "bootstrap": settings.kafka_bootstrap,
+        },
+        "triton": {
+            "pid": triton.service(settings).pid(),
+            "ready": probe(lambda: triton.ready(settings)),
+            "grpc": settings.triton_grpc_url,
+        },
     }
     for w in running_workers(settings):
         report[w.service.name] = {"pid": w.service.pid(), "ready": probe(w.ready), "port": w.port}

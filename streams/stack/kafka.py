@@ -13,7 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from streams.errors import StackError
 from streams.settings import Settings
@@ -46,9 +47,19 @@ def ensure_installed(settings: Settings) -> Path:
     tmp = libs.with_name("libs.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={settings.kafka_version}",
-         "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-        capture_output=True, text=True,
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={settings.kafka_version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise StackError(f"Maven could not resolve Kafka {settings.kafka_version}:\n{result.stdout[-3000:]}")
@@ -105,9 +116,17 @@ def write_config(settings: Settings) -> Path:
 def _java(settings: Settings, main: str, *args: str, heap: str = "256m") -> list[str]:
     java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if "JAVA_HOME" in os.environ else "java"
     return [
-        java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        java,
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={settings.run_dir / 'kafka-log4j2.properties'}",
-        "-cp", f"{libs_dir(settings)}/*", main, *args,
+        "-cp",
+        f"{libs_dir(settings)}/*",
+        main,
+        *args,
     ]
 
 
@@ -137,9 +156,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # The latest control record per session is that session's state: compacted, and old sessions expire.
         NewTopic(settings.control_topic, n, 1, config={"cleanup.policy": "compact,delete", "retention.ms": day}),
         NewTopic(settings.events_topic, n, 1, config={"retention.ms": week}),
-        NewTopic(settings.dead_letter_topic, 1, 1, config={
-            "retention.ms": week, "max.message.bytes": str(2 * settings.max_message_bytes),
-        }),
+        NewTopic(
+            settings.dead_letter_topic,
+            1,
+            1,
+            config={
+                "retention.ms": week,
+                "max.message.bytes": str(2 * settings.max_message_bytes),
+            },
+        ),
     ]
 
 
@@ -166,7 +191,8 @@ def start(settings: Settings, timeout: float = 90.0) -> None:
         cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         result = subprocess.run(
             _java(settings, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(config)),
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")

@@ -4,6 +4,7 @@ PID file in the run folder. Only processes this module started (PID file + match
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import StackError
+
+# Children started by this process: kept so they are reaped through their Popen, never garbage-collected
+# while running (the processes themselves outlive the CLI that started them, by design).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,15 @@ class Service:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
             )
+        _CHILDREN[proc.pid] = proc
         marker = next(a for a in reversed(argv) if a)  # the last argument identifies our process
         self.pid_file.write_text(json.dumps({"pid": proc.pid, "marker": marker, "argv": argv}))
         deadline = time.monotonic() + 10
@@ -88,10 +99,13 @@ def _cmdline(pid: int) -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
+    if pid in _CHILDREN:
+        if _CHILDREN[pid].poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-    except ChildProcessError:
-        pass
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
@@ -111,4 +125,6 @@ def wait_until(service: Service, ready: Callable[[], bool], timeout: float, what
         except Exception:  # not ready yet: connection refused and the like
             pass
         time.sleep(0.25)
-    raise StackError(f"{service.name}: {what} not ready after {timeout:.0f}s; log {service.log_file}:\n{service.tail()}")
+    raise StackError(
+        f"{service.name}: {what} not ready after {timeout:.0f}s; log {service.log_file}:\n{service.tail()}"
+    )

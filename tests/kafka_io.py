@@ -1,0 +1,41 @@
+"""Small helpers for tests that talk to the real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, Message, Producer
+
+from streams.settings import Settings
+
+
+def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8 * 1024 * 1024})
+    for key, value in records:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def consume(
+    settings: Settings, topic: str, match: Callable[[Message], bool], count: int, timeout_s: float = 60
+) -> list[Message]:
+    """Read `topic` from the start until `count` matching records came (or time ran out)."""
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"test-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    found: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error() and match(msg):
+                found.append(msg)
+    finally:
+        consumer.close()
+    return found

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from streams.settings import Settings
+from streams.stack import kafka
+
+
+def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path, topic_partitions=12, frame_retention_ms=30_000)
+    specs = {t.topic: t for t in kafka.topic_specs(settings)}
+    assert set(specs) == {
+        settings.frames_topic, settings.rendered_topic, settings.control_topic,
+        settings.events_topic, settings.dead_letter_topic,
+    }
+    frames = specs[settings.frames_topic]
+    assert frames.num_partitions == 12 and frames.replication_factor == 1
+    assert frames.config["retention.ms"] == "30000"
+    assert int(frames.config["max.message.bytes"]) >= settings.max_image_bytes
+    assert specs[settings.control_topic].config["cleanup.policy"] == "compact,delete"
+    assert specs[settings.control_topic].num_partitions == 12  # co-partitioned with frames by session id
+    assert int(specs[settings.dead_letter_topic].config["max.message.bytes"]) > int(frames.config["max.message.bytes"])
+
+
+def test_broker_config_is_single_node_kraft_on_configured_ports(tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:19999", kafka_controller_port=19998)
+    props = dict(line.split("=", 1) for line in kafka.write_config(settings).read_text().splitlines())
+    assert props["process.roles"] == "broker,controller"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:19998"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert int(props["message.max.bytes"]) > settings.max_message_bytes
+    assert props["log.dirs"] == str(tmp_path / "kafka-data")

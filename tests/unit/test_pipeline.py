@@ -1,0 +1,211 @@
+"""The frame journey with a fake Triton: validation, dead letters, drops, events, ordering, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streams.errors import BadInput, InferenceUnavailable
+from streams.inference import TryOnResult
+from streams.metrics import Metrics
+from streams.pipeline import FramePipeline, Record, validate
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
+from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
+from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
+from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
+from streams.settings import Settings
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
+SETTINGS = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.0)
+
+
+def frame(session: str = "s1", seq: int = 0, **overrides: object) -> Frame:
+    fields: dict[str, object] = dict(
+        session_id=session, sequence=seq, capture_time_unix_us=time.time_ns() // 1000, image=JPEG,
+        format=IMAGE_FORMAT_JPEG, width=64, height=48, item_id="tee",
+    )
+    fields.update(overrides)
+    return Frame(**fields)  # type: ignore[arg-type]
+
+
+def record(value: bytes | None, key: bytes | None = b"s1", offset: int = 0) -> Record:
+    return Record("vto.frames.v1", 0, offset, key, value)
+
+
+class FakeTryOn:
+    """Answers like the tryon model: a pose unless told otherwise; records the order of calls."""
+
+    def __init__(self, score: float = 0.99, fail: Exception | None = None, size: tuple[int, int] = (64, 48)) -> None:
+        self.score, self.fail, self.size = score, fail, size
+        self.calls = 0
+
+    async def infer(self, image: bytes, render: bool = True) -> TryOnResult:
+        self.calls += 1
+        await asyncio.sleep(0)
+        if self.fail is not None:
+            raise self.fail
+        kps = np.tile(np.array([[10.0, 20.0, 0.9, 0.95]], np.float32), (33, 1))
+        return TryOnResult(kps, self.score, self.size[0], self.size[1], b"\xff\xd8rendered", {"pose_landmark": 0.01})
+
+
+def make(tryon: FakeTryOn, settings: Settings = SETTINGS) -> tuple[FramePipeline, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    return FramePipeline(settings, tryon, metrics, "worker-test"), metrics
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        (b"\x0a\xff\xff garbage", b"s1", "undecodable"),
+        (None, b"s1", "undecodable"),
+        (frame(session="").SerializeToString(), b"", "missing_session_id"),
+        (frame().SerializeToString(), b"other-session", "key_mismatch"),
+        (frame(capture_time_unix_us=0).SerializeToString(), b"s1", "missing_capture_time"),
+        (frame(image=b"").SerializeToString(), b"s1", "empty_image"),
+        (frame(image=JPEG + b"\0" * 1000).SerializeToString(), b"s1", "image_too_large"),
+        (frame(format=IMAGE_FORMAT_UNSPECIFIED).SerializeToString(), b"s1", "unsupported_format"),
+        (frame(format=IMAGE_FORMAT_PNG).SerializeToString(), b"s1", "format_mismatch"),
+        (frame(width=0).SerializeToString(), b"s1", "bad_dimensions"),
+        (frame(height=5000).SerializeToString(), b"s1", "bad_dimensions"),
+        (frame(client_keypoints=[Keypoint()] * 5).SerializeToString(), b"s1", "bad_client_keypoints"),
+    ],
+)
+def test_validate_rejects_each_kind_of_bad_frame(value: bytes | None, key: bytes, reason: str) -> None:
+    with pytest.raises(BadInput) as info:
+        validate(record(value, key), SETTINGS)
+    assert info.value.reason == reason
+    assert info.value.detail
+
+
+def test_validate_accepts_a_good_frame_with_client_keypoints() -> None:
+    good = frame(client_keypoints=[Keypoint(x=1, y=2)] * 33)
+    assert validate(record(good.SerializeToString()), SETTINGS) == good
+
+
+async def test_bad_records_go_to_dead_letters_and_good_ones_still_render() -> None:
+    pipeline, metrics = make(FakeTryOn())
+    records = [record(b"junk", offset=0), record(frame(seq=1).SerializeToString(), offset=1)]
+    out = await pipeline.handle_frames(records)
+    assert len(out.rendered) == 1
+    [(key, value)] = out.dead_letters
+    letter = DeadLetter.FromString(value)
+    assert (letter.reason, letter.offset, letter.value, key) == ("undecodable", 0, b"junk", b"s1")
+    assert letter.worker_id == "worker-test"
+    assert sample(metrics, "vto_dead_letters_total", reason="undecodable") == 1
+    assert sample(metrics, "vto_frames_total", outcome="rendered") == 1
+
+
+async def test_rendered_frame_carries_ids_keypoints_and_stage_timings() -> None:
+    pipeline, _ = make(FakeTryOn())
+    f = frame(seq=7, camera_id="front")
+    out = await pipeline.handle_frames([record(f.SerializeToString())])
+    [(key, value)] = out.rendered
+    rendered = RenderedFrame.FromString(value)
+    assert key == b"s1"
+    assert (rendered.session_id, rendered.sequence, rendered.camera_id, rendered.item_id) == ("s1", 7, "front", "tee")
+    assert rendered.capture_time_unix_us == f.capture_time_unix_us
+    assert len(rendered.keypoints) == 33 and rendered.keypoints[0].x == pytest.approx(10.0)
+    assert rendered.image == b"\xff\xd8rendered"
+    assert set(rendered.stage_seconds) == {"infer", "pose_landmark"}
+
+
+async def test_try_on_event_once_per_item_and_pose_transitions() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = make(tryon)
+
+    async def run(seq: int) -> list[int]:
+        out = await pipeline.handle_frames([record(frame(seq=seq).SerializeToString(), offset=seq)])
+        return [TryOnEvent.FromString(v).type for _, v in out.events]
+
+    assert await run(0) == [TryOnEvent.TYPE_TRY_ON_RENDERED]
+    assert await run(1) == []
+    tryon.score = 0.1
+    assert await run(2) == [TryOnEvent.TYPE_POSE_LOST]
+    tryon.score = 0.9
+    assert await run(3) == [TryOnEvent.TYPE_POSE_FOUND]
+
+
+async def test_frame_without_a_person_is_still_returned_without_keypoints() -> None:
+    pipeline, metrics = make(FakeTryOn(score=0.2))
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    assert len(RenderedFrame.FromString(out.rendered[0][1]).keypoints) == 0
+    assert sample(metrics, "vto_frames_total", outcome="no_pose") == 1
+
+
+async def test_stale_frames_are_dropped_and_counted_not_inferred() -> None:
+    tryon = FakeTryOn()
+    pipeline, metrics = make(tryon)
+    old = frame(capture_time_unix_us=time.time_ns() // 1000 - 5_000_000)
+    out = await pipeline.handle_frames([record(old.SerializeToString())])
+    assert (out.rendered, out.dead_letters, tryon.calls) == ([], [], 0)
+    assert sample(metrics, "vto_frames_dropped_total", reason="stale") == 1
+
+
+async def test_triton_unavailable_drops_the_frame_without_dead_lettering_it() -> None:
+    pipeline, metrics = make(FakeTryOn(fail=InferenceUnavailable("tryon: UNAVAILABLE")))
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    assert (out.rendered, out.dead_letters) == ([], [])
+    assert sample(metrics, "vto_frames_dropped_total", reason="inference_unavailable") == 1
+
+
+async def test_image_triton_cannot_decode_is_dead_lettered() -> None:
+    pipeline, _ = make(FakeTryOn(fail=BadInput("corrupt_image", "bytes do not decode")))
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    assert DeadLetter.FromString(out.dead_letters[0][1]).reason == "corrupt_image"
+
+
+async def test_declared_size_must_match_the_image() -> None:
+    pipeline, _ = make(FakeTryOn(size=(640, 480)))
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    assert DeadLetter.FromString(out.dead_letters[0][1]).reason == "dimension_mismatch"
+
+
+async def test_each_sessions_frames_leave_in_order_while_inferred_concurrently() -> None:
+    pipeline, _ = make(FakeTryOn())
+    frames = [frame(session=s, seq=i) for i in range(3) for s in ("a", "b")]
+    records = [record(f.SerializeToString(), key=f.session_id.encode(), offset=n) for n, f in enumerate(frames)]
+    out = await pipeline.handle_frames(records)
+    order = [(RenderedFrame.FromString(v).session_id, RenderedFrame.FromString(v).sequence) for _, v in out.rendered]
+    assert [seq for s, seq in order if s == "a"] == [0, 1, 2]
+    assert [seq for s, seq in order if s == "b"] == [0, 1, 2]
+
+
+def _control(action: int, session: str = "s1", item: str = "tee") -> Record:
+    msg = SessionControl(session_id=session, action=action, item_id=item)  # type: ignore[arg-type]
+    return Record("vto.session-control.v1", 0, 0, session.encode(), msg.SerializeToString())
+
+
+def test_session_control_becomes_analytics_events() -> None:
+    pipeline, _ = make(FakeTryOn())
+    types = [
+        TryOnEvent.FromString(pipeline.handle_control(_control(action)).events[0][1]).type
+        for action in (SessionControl.ACTION_START, SessionControl.ACTION_SELECT_ITEM, SessionControl.ACTION_END)
+    ]
+    assert types == [TryOnEvent.TYPE_SESSION_STARTED, TryOnEvent.TYPE_ITEM_SELECTED, TryOnEvent.TYPE_SESSION_ENDED]
+    assert "s1" not in pipeline.sessions
+
+
+@pytest.mark.parametrize(
+    ("rec", "reason"),
+    [
+        (Record("vto.session-control.v1", 0, 3, b"k", b"\xff\xff"), "undecodable"),
+        (_control(SessionControl.ACTION_START, session=""), "missing_session_id"),
+        (_control(SessionControl.ACTION_UNSPECIFIED), "unknown_action"),
+        (_control(42), "unknown_action"),
+    ],
+)
+def test_bad_session_control_is_dead_lettered(rec: Record, reason: str) -> None:
+    pipeline, _ = make(FakeTryOn())
+    out = pipeline.handle_control(rec)
+    assert out.events == []
+    assert DeadLetter.FromString(out.dead_letters[0][1]).reason == reason
