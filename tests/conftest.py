@@ -51,3 +51,5 @@ def stack(settings: Settings) -> Iterator[Settings]:
         yield settings
     finally:
         embedded.down(settings)
+    leftovers = {name: s["pid"] for name, s in embedded.status(settings).items() if s["pid"] is not None}
+    assert not leftovers, f"processes still running after `stack down`: {leftovers}"

@@ -22,12 +22,14 @@ def consume(
     settings: Settings, topic: str, match: Callable[[Message], bool], count: int, timeout_s: float = 60
 ) -> list[Message]:
     """Read `topic` from the start until `count` matching records came (or time ran out)."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"test-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     found: list[Message] = []
     deadline = time.monotonic() + timeout_s

@@ -17,6 +17,7 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -191,16 +192,15 @@ def check(spec: ModelSpec, tflite: Path, onnx_path: Path, photo: Path) -> dict[s
 
 
 def build(spec: ModelSpec, wheel: Path, photo: Path, repo: Path, work: Path) -> None:
-    import tf2onnx
-
     out = repo / spec.name / "1" / "model.onnx"
     stamp = out.with_suffix(".build.json")
-    key = hashlib.sha256(
-        "|".join([sha256(wheel), spec.member, sha256(Path(__file__)), tf2onnx.__version__]).encode()
-    ).hexdigest()
+    converter = "|".join(metadata.version(p) for p in ("tf2onnx", "tensorflow-cpu", "onnx"))  # no slow import
+    key = hashlib.sha256("|".join([sha256(wheel), spec.member, sha256(Path(__file__)), converter]).encode()).hexdigest()
     if out.exists() and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         print(f"{spec.name}: up to date ({out.relative_to(ROOT)})")
         return
+    import tf2onnx
+
     start = time.monotonic()
     tflite = extract(wheel, spec.member, work / f"{spec.name}.tflite")
     if spec.densify:

@@ -188,7 +188,9 @@ def start(settings: Settings, timeout: float = 90.0) -> None:
     config = write_config(settings)
     data = settings.run_dir / "kafka-data"
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: a leading '-' reads as an option
+            cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         result = subprocess.run(
             _java(settings, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(config)),
             capture_output=True,

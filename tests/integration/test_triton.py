@@ -36,8 +36,12 @@ def tryon(client: grpc.InferenceServerClient, data: bytes, render: bool = True) 
 def test_yoga_keypoints_match_mediapipe_golden_output(client: grpc.InferenceServerClient, data_dir: Path) -> None:
     folder = data_dir / "keypoints" / "tfjs_pose_yoga"
     ref = json.loads((folder / "pose_blazepose33.json").read_text())
-    expected = np.array([[p["x"] * ref["width"], p["y"] * ref["height"]]
-                         for p in ref["mediapipe_expected_pose_landmarks_normalized"]["landmarks"]])
+    expected = np.array(
+        [
+            [p["x"] * ref["width"], p["y"] * ref["height"]]
+            for p in ref["mediapipe_expected_pose_landmarks_normalized"]["landmarks"]
+        ]
+    )
     res = tryon(client, (folder / "pose.jpg").read_bytes())
     assert res.as_numpy("POSE_SCORE")[0][0] > 0.9
     assert res.as_numpy("IMAGE_SIZE")[0].tolist() == [ref["height"], ref["width"]]
@@ -49,10 +53,12 @@ def test_yoga_keypoints_match_mediapipe_golden_output(client: grpc.InferenceServ
 def test_sitting_keypoints_match_pose_landmarker_full(client: grpc.InferenceServerClient, data_dir: Path) -> None:
     folder = data_dir / "keypoints" / "mps_pose_sitting"
     ref = json.loads((folder / "test_image_blazepose33.json").read_text())
-    expected = np.array([[p["x"] * ref["width"], p["y"] * ref["height"]]
-                         for p in ref["results"]["pose_landmarker_full"]])
-    error = np.linalg.norm(tryon(client, (folder / "test_image.jpg").read_bytes()).as_numpy("KEYPOINTS")[0][:, :2]
-                           - expected, axis=1)
+    expected = np.array(
+        [[p["x"] * ref["width"], p["y"] * ref["height"]] for p in ref["results"]["pose_landmarker_full"]]
+    )
+    error = np.linalg.norm(
+        tryon(client, (folder / "test_image.jpg").read_bytes()).as_numpy("KEYPOINTS")[0][:, :2] - expected, axis=1
+    )
     # The reference is the newer Tasks model; ours is the 0.10.14 graph (measured: median 7.8, max 31.2 px).
     assert np.median(error) < 10
     assert error.max() < 40

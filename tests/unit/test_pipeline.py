@@ -27,8 +27,14 @@ SETTINGS = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.
 
 def frame(session: str = "s1", seq: int = 0, **overrides: object) -> Frame:
     fields: dict[str, object] = dict(
-        session_id=session, sequence=seq, capture_time_unix_us=time.time_ns() // 1000, image=JPEG,
-        format=IMAGE_FORMAT_JPEG, width=64, height=48, item_id="tee",
+        session_id=session,
+        sequence=seq,
+        capture_time_unix_us=time.time_ns() // 1000,
+        image=JPEG,
+        format=IMAGE_FORMAT_JPEG,
+        width=64,
+        height=48,
+        item_id="tee",
     )
     fields.update(overrides)
     return Frame(**fields)  # type: ignore[arg-type]

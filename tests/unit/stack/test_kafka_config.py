@@ -8,8 +8,11 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     settings = Settings(run_dir=tmp_path, topic_partitions=12, frame_retention_ms=30_000)
     specs = {t.topic: t for t in kafka.topic_specs(settings)}
     assert set(specs) == {
-        settings.frames_topic, settings.rendered_topic, settings.control_topic,
-        settings.events_topic, settings.dead_letter_topic,
+        settings.frames_topic,
+        settings.rendered_topic,
+        settings.control_topic,
+        settings.events_topic,
+        settings.dead_letter_topic,
     }
     frames = specs[settings.frames_topic]
     assert frames.num_partitions == 12 and frames.replication_factor == 1
