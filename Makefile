@@ -64,7 +64,7 @@ test-unit: setup
 
 lint: setup
 	$(VENV)/bin/ruff check streams tests tools loadtest
-	$(VENV)/bin/mypy streams tools
+	$(VENV)/bin/mypy streams tools loadtest
 
 protos: setup
 	$(VENV)/bin/python tools/gen_protos.py

@@ -62,7 +62,7 @@ def _config_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     root = str(Path(__file__).resolve().parents[1])
     for name, field in Settings.model_fields.items():
-        default = str(field.default).replace(root, "<repo>")
+        default = str(field.default).replace(root, "<repo>").replace(str(Path(root).parent), "<repo>/..")
         rows.append(f"| `VTO_{name.upper()}` | `{default}` | {field.description} |")
     return "\n".join(rows)
 

@@ -156,12 +156,13 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # The latest control record per session is that session's state: compacted, and old sessions expire.
         NewTopic(settings.control_topic, n, 1, config={"cleanup.policy": "compact,delete", "retention.ms": day}),
         NewTopic(settings.events_topic, n, 1, config={"retention.ms": week}),
+        # Dead letters keep the original record, face included: one day for triage, then gone (docs/privacy.md).
         NewTopic(
             settings.dead_letter_topic,
             1,
             1,
             config={
-                "retention.ms": week,
+                "retention.ms": day,
                 "max.message.bytes": str(2 * settings.max_message_bytes),
             },
         ),
