@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -203,6 +204,19 @@ def start(settings: Settings, timeout: float = 90.0) -> None:
     svc.start(_java(settings, "kafka.Kafka", str(config), heap=settings.kafka_heap))
     wait_until(svc, lambda: ready(settings), timeout, "Kafka broker")
     create_topics(settings)
+    wait_for_transaction_coordinator(settings)
+
+
+def wait_for_transaction_coordinator(settings: Settings, timeout: float = 60.0) -> None:
+    """A fresh broker creates __transaction_state on the first producer-id request; until it is loaded,
+    idempotent producers (every client of ours) stall. Ask once here so `up` returns a broker ready for them."""
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "transactional.id": "vto-stack-readiness", "log_level": 0}
+    )
+    try:
+        producer.init_transactions(timeout)
+    except Exception as exc:
+        raise StackError(f"Kafka's transaction coordinator did not come up: {exc}") from exc
 
 
 def stop(settings: Settings) -> bool:
