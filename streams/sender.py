@@ -62,9 +62,8 @@ def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[EncodedFrame]:
 
 
 def producer(settings: Settings) -> Producer:
-    """An idempotent producer, connected and holding the frames topic's metadata before it is used
-    (otherwise the first frame of a session waits ~0.5 s for librdkafka's first connection)."""
-    prod = Producer(
+    """An idempotent producer: a session's frames keep their order even when sends are retried."""
+    return Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
             "enable.idempotence": True,
@@ -72,8 +71,6 @@ def producer(settings: Settings) -> Producer:
             "message.max.bytes": settings.max_message_bytes + 65536,
         }
     )
-    prod.list_topics(settings.frames_topic, timeout=10)
-    return prod
 
 
 def send(
@@ -97,6 +94,10 @@ def send(
         prod.produce(settings.control_topic, key=session.encode(), value=msg.SerializeToString(), on_delivery=delivered)
 
     control(SessionControl.ACTION_START)
+    # Wait until START is acknowledged: a new producer's connection, metadata and producer id (~0.5 s for
+    # librdkafka's first idempotent message) are paid by the handshake, not by the shopper's first frame.
+    if prod.flush(30) != 0 or errors:
+        raise VTOError(f"Kafka did not acknowledge the session start: {errors[:1] or 'flush timed out'}")
     sent: list[Sent] = []
     start = time.monotonic()
     for seq, (data, fmt, width, height) in enumerate(frames):
