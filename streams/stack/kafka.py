@@ -8,6 +8,7 @@ answers, then creates the project's topics explicitly.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import subprocess
@@ -210,9 +211,13 @@ def start(settings: Settings, timeout: float = 90.0) -> None:
 def wait_for_transaction_coordinator(settings: Settings, timeout: float = 60.0) -> None:
     """A fresh broker creates __transaction_state on the first producer-id request; until it is loaded,
     idempotent producers (every client of ours) stall. Ask once here so `up` returns a broker ready for them."""
+    # Its "coordinator load in progress" retries are the wait itself, not news: keep them out of the console.
+    quiet = logging.getLogger("streams.stack.kafka.readiness")
+    quiet.setLevel(logging.ERROR)
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "transactional.id": "vto-stack-readiness", "log_level": 0}
+        {"bootstrap.servers": settings.kafka_bootstrap, "transactional.id": "vto-stack-readiness", "logger": quiet}
     )
+
     try:
         producer.init_transactions(timeout)
     except Exception as exc:
