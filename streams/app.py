@@ -9,7 +9,6 @@ never loses them.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import sys
@@ -24,8 +23,6 @@ from streams.inference import TritonTryOn
 from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Outputs, Record
 from streams.settings import Settings, get_settings
-
-log = logging.getLogger(__name__)
 
 
 def _record(event: Any) -> Record:
@@ -136,10 +133,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             "triton": status["triton_ok"],
         }
         return web.json(body, status=200 if ok else 503)
-
-    @app.on_after_configured.connect  # type: ignore[arg-type]
-    def configured(sender: Any, **kwargs: Any) -> None:
-        log.info("worker %s configured for %s", worker_id, settings.kafka_bootstrap)
 
     app.metrics = metrics  # type: ignore[attr-defined]
     return app
