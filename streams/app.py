@@ -65,7 +65,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # The gRPC aio channel must be created inside the worker's running event loop.
         if "pipeline" not in holder:
             tryon = TritonTryOn(
-                settings.triton_grpc_url, settings.triton_model, settings.triton_timeout_s, settings.triton_retries
+                settings.triton_grpc_url,
+                settings.triton_model,
+                settings.triton_timeout_s,
+                settings.triton_retries,
+                on_retry=metrics.inference_retries.inc,
             )
             holder["tryon"] = tryon
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id)

@@ -14,9 +14,9 @@ from streams.settings import Settings, get_settings
 
 def _pose(settings: Settings, path: Path, render_dir: Path | None) -> dict[str, object]:
     """Per-frame keypoints of a photo, image folder or video, computed by the Triton `tryon` model."""
-    import numpy as np
     import tritonclient.grpc as grpc
 
+    from streams.inference import tryon_inputs, tryon_result
     from streams.sender import frames_of
     from streams.stack import triton
 
@@ -30,27 +30,22 @@ def _pose(settings: Settings, path: Path, render_dir: Path | None) -> dict[str, 
         client = grpc.InferenceServerClient(settings.triton_grpc_url)
         frames = []
         for index, (data, _fmt, width, height) in enumerate(frames_of(path)):
-            image = grpc.InferInput("IMAGE", [1, 1], "BYTES")
-            image.set_data_from_numpy(np.array([[data]], dtype=np.object_))
-            flag = grpc.InferInput("RENDER", [1, 1], "BOOL")
-            flag.set_data_from_numpy(np.array([[render_dir is not None]]))
-            res = client.infer(settings.triton_model, [image, flag])
-            score = float(res.as_numpy("POSE_SCORE")[0][0])
-            kps = res.as_numpy("KEYPOINTS")[0]
+            result = tryon_result(client.infer(settings.triton_model, tryon_inputs(data, render_dir is not None)))
+            keypoints = [
+                [round(float(x), 1), round(float(y), 1), round(float(v), 3)] for x, y, v, _ in result.keypoints
+            ]
             frames.append(
                 {
                     "index": index,
                     "width": width,
                     "height": height,
-                    "pose_score": round(score, 4),
-                    "keypoints": [[round(float(x), 1), round(float(y), 1), round(float(v), 3)] for x, y, v, _ in kps]
-                    if score >= 0.5
-                    else [],
+                    "pose_score": round(result.pose_score, 4),
+                    "keypoints": keypoints if result.pose_found else [],
                 }
             )
             if render_dir is not None:
                 render_dir.mkdir(parents=True, exist_ok=True)
-                (render_dir / f"{index:05d}.jpg").write_bytes(bytes(res.as_numpy("RENDERED")[0][0]))
+                (render_dir / f"{index:05d}.jpg").write_bytes(result.rendered)
         client.close()
         return {"file": str(path), "keypoint_format": "33 x [x_px, y_px, visibility]", "frames": frames}
     finally:

@@ -7,6 +7,7 @@ overloaded or slow is InferenceUnavailable (backpressure: retried with backoff, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import tritonclient.grpc.aio as triton
 from tritonclient.utils import InferenceServerException
 
 from streams.errors import BadInput, InferenceUnavailable
+from streams.vision.blazepose import MIN_POSE_PRESENCE
 
 SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "render", "encode")
 BAD_IMAGE_PREFIX = "bad image: "  # how the tryon model marks errors caused by the request's image
@@ -28,14 +30,43 @@ class TryOnResult:
     rendered: bytes  # JPEG; empty when rendering was not asked for
     stage_seconds: dict[str, float]  # server-side stages of this frame's batch
 
+    @property
+    def pose_found(self) -> bool:
+        return self.pose_score >= MIN_POSE_PRESENCE
+
+
+def tryon_inputs(image: bytes, render: bool) -> list[triton.InferInput]:
+    """The `tryon` request for one encoded frame (the same classes serve the sync and the aio client)."""
+    image_in = triton.InferInput("IMAGE", [1, 1], "BYTES")
+    image_in.set_data_from_numpy(np.array([[image]], dtype=np.object_))
+    render_in = triton.InferInput("RENDER", [1, 1], "BOOL")
+    render_in.set_data_from_numpy(np.array([[render]], dtype=np.bool_))
+    return [image_in, render_in]
+
+
+def tryon_result(res: triton.InferResult) -> TryOnResult:
+    """Parse a `tryon` response."""
+    height, width = (int(v) for v in res.as_numpy("IMAGE_SIZE")[0])
+    timings = res.as_numpy("TIMINGS")[0]
+    return TryOnResult(
+        keypoints=res.as_numpy("KEYPOINTS")[0],
+        pose_score=float(res.as_numpy("POSE_SCORE")[0][0]),
+        width=width,
+        height=height,
+        rendered=bytes(res.as_numpy("RENDERED")[0][0]),
+        stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings, strict=True)},
+    )
+
 
 class TritonTryOn:
-    def __init__(self, url: str, model: str, timeout_s: float, retries: int) -> None:
+    def __init__(
+        self, url: str, model: str, timeout_s: float, retries: int, on_retry: Callable[[], object] = lambda: None
+    ) -> None:
         self.client = triton.InferenceServerClient(url)
         self.model = model
         self.timeout_s = timeout_s
         self.retries = retries
-        self.retried = 0  # read by the pipeline's accounting
+        self.on_retry = on_retry  # accounting hook: the worker counts retries in vto_inference_retries_total
 
     async def close(self) -> None:
         await self.client.close()
@@ -47,14 +78,11 @@ class TritonTryOn:
             return False
 
     async def infer(self, image: bytes, render: bool = True) -> TryOnResult:
-        image_in = triton.InferInput("IMAGE", [1, 1], "BYTES")
-        image_in.set_data_from_numpy(np.array([[image]], dtype=np.object_))
-        render_in = triton.InferInput("RENDER", [1, 1], "BOOL")
-        render_in.set_data_from_numpy(np.array([[render]], dtype=np.bool_))
+        inputs = tryon_inputs(image, render)
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:
-                res = await self.client.infer(self.model, [image_in, render_in], client_timeout=self.timeout_s)
+                res = await self.client.infer(self.model, inputs, client_timeout=self.timeout_s)
                 break
             except InferenceServerException as exc:
                 message = exc.message() or str(exc)
@@ -62,16 +90,7 @@ class TritonTryOn:
                     raise BadInput("corrupt_image", message.split(BAD_IMAGE_PREFIX, 1)[1]) from exc
                 if attempt == self.retries:
                     raise InferenceUnavailable(f"{self.model}: {exc.status()} {message}") from exc
-                self.retried += 1
+                self.on_retry()
                 await asyncio.sleep(delay)
                 delay *= 2
-        height, width = (int(v) for v in res.as_numpy("IMAGE_SIZE")[0])
-        timings = res.as_numpy("TIMINGS")[0]
-        return TryOnResult(
-            keypoints=res.as_numpy("KEYPOINTS")[0],
-            pose_score=float(res.as_numpy("POSE_SCORE")[0][0]),
-            width=width,
-            height=height,
-            rendered=bytes(res.as_numpy("RENDERED")[0][0]),
-            stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings, strict=True)},
-        )
+        return tryon_result(res)

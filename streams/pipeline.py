@@ -212,7 +212,7 @@ class FramePipeline:
         self.metrics.frames.labels("dropped").inc()
 
     def _publish_frame(self, out: Outputs, frame: Frame, result: TryOnResult, infer_s: float) -> None:
-        found = result.pose_score >= 0.5
+        found = result.pose_found
         rendered = RenderedFrame(
             session_id=frame.session_id,
             sequence=frame.sequence,
