@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.demo import DEFAULT_VIDEO, rendered_consumer
+from streams.demo import DEFAULT_VIDEO, collect, rendered_consumer
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import EncodedFrame, frames_of, send
 from streams.settings import get_settings
@@ -35,36 +35,21 @@ def run_config(sessions: int, fps: float, seconds: float, clip: list[EncodedFram
     frames = clip[: int(fps * seconds)]
     consumer = rendered_consumer(settings)
     ids = [f"load-{uuid.uuid4().hex[:8]}" for _ in range(sessions)]
-    # One consumer for all sessions; latency = consumed - captured, per rendered frame.
-    results: dict[str, list[int]] = {sid: [] for sid in ids}
-    last_consumed = [0.0]
-
-    def consume() -> None:
-        deadline = time.monotonic() + seconds + 30
-        total = sessions * len(frames)
-        while sum(map(len, results.values())) < total and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            now = time.time_ns() // 1000
-            frame = RenderedFrame.FromString(msg.value() or b"")
-            if frame.session_id in results:
-                results[frame.session_id].append(now - frame.capture_time_unix_us)
-                last_consumed[0] = time.monotonic()
-
-    reader = threading.Thread(target=consume)
+    offered = sessions * len(frames)
+    got: list[tuple[RenderedFrame, int]] = []
+    reader = threading.Thread(target=lambda: got.extend(collect(consumer, set(ids), offered, seconds + 30)))
     reader.start()
-    start = time.monotonic()
+    start_us = time.time_ns() // 1000
     senders = [threading.Thread(target=send, args=(settings, frames, sid, fps)) for sid in ids]
     for t in senders:
         t.start()
     for t in senders:
         t.join()
     reader.join()
-    elapsed = max(last_consumed[0] - start, 1e-9)  # to the last rendered frame, not the collector's timeout
     consumer.close()
-    latencies = np.array([v for vs in results.values() for v in vs]) / 1000.0
-    offered = sessions * len(frames)
+    # Latency = consumed - captured per rendered frame; fps runs to the last frame, not the collector's timeout.
+    latencies = np.array([consumed - f.capture_time_unix_us for f, consumed in got]) / 1000.0
+    elapsed = max((max((c for _, c in got), default=start_us) - start_us) / 1e6, 1e-9)
     return {
         "sessions": sessions,
         "fps_per_session": fps,

@@ -61,9 +61,10 @@ def rendered_consumer(settings: Settings) -> Consumer:
     return consumer
 
 
-def collect(consumer: Consumer, session: str, expected: int, timeout_s: float) -> list[tuple[RenderedFrame, int]]:
-    """Rendered frames of `session` with the time each was consumed (unix us), until all came or time ran out."""
-    got: dict[int, tuple[RenderedFrame, int]] = {}
+def collect(consumer: Consumer, sessions: set[str], expected: int, timeout_s: float) -> list[tuple[RenderedFrame, int]]:
+    """Rendered frames of `sessions` with the time each was consumed (unix us), in (session, sequence) order,
+    until `expected` frames came or time ran out."""
+    got: dict[tuple[str, int], tuple[RenderedFrame, int]] = {}
     deadline = time.monotonic() + timeout_s
     while len(got) < expected and time.monotonic() < deadline:
         msg = consumer.poll(0.2)
@@ -71,8 +72,8 @@ def collect(consumer: Consumer, session: str, expected: int, timeout_s: float) -
             continue
         now = time.time_ns() // 1000
         frame = RenderedFrame.FromString(msg.value() or b"")
-        if frame.session_id == session:
-            got[frame.sequence] = (frame, now)
+        if frame.session_id in sessions:
+            got[(frame.session_id, frame.sequence)] = (frame, now)
     return [got[k] for k in sorted(got)]
 
 
@@ -95,7 +96,9 @@ def run(settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: boo
         session = f"demo-{uuid.uuid4().hex[:8]}"
         results: list[tuple[RenderedFrame, int]] = []
         collector = threading.Thread(
-            target=lambda: results.extend(collect(consumer, session, len(clip), timeout_s=60 + len(clip) / max(fps, 1)))
+            target=lambda: results.extend(
+                collect(consumer, {session}, len(clip), timeout_s=60 + len(clip) / max(fps, 1))
+            )
         )
         collector.start()  # consume while sending: latency is measured as a shopper would see it
         sent = send(settings, clip, session, fps=fps, item="demo-skeleton")
