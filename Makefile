@@ -7,7 +7,15 @@ VTO := $(VENV)/bin/vto
 DATA_DIR ?= $(abspath ../shared/data)
 export VTO_DATA_DIR ?= $(DATA_DIR)
 MEDIAPIPE_WHEEL := $(CACHE)/wheels/mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
-MODELS := triton_repo/pose_detection/1/model.onnx triton_repo/pose_landmark_full/1/model.onnx
+MODELS := triton_repo/pose_detection/1/model.onnx \
+  triton_repo/pose_landmark_full/1/model.onnx \
+  triton_repo/face_detection_short_range/1/model.onnx \
+  triton_repo/face_landmark/1/model.onnx \
+  triton_repo/iris_landmark/1/model.onnx \
+  triton_repo/palm_detection_full/1/model.onnx \
+  triton_repo/hand_landmark_full/1/model.onnx \
+  triton_repo/selfie_segmentation/1/model.onnx \
+  triton_repo/tryon/1/canonical_face_model.npz
 
 .PHONY: help setup models up down status demo test test-unit test-integration lint protos check-protos clean
 
@@ -42,7 +50,9 @@ setup: $(VENV)/.stamp $(CACHE)/venv-models/.stamp
 # Idempotent: build_models.py skips a model whose inputs (wheel, script, converter) hash the same.
 models: $(CACHE)/venv-convert/.stamp $(CACHE)/venv-models/.stamp $(MEDIAPIPE_WHEEL)
 	$(CACHE)/venv-convert/bin/python tools/build_models.py --wheel $(MEDIAPIPE_WHEEL) \
-	  --photo $(DATA_DIR)/keypoints/tfjs_pose_yoga/pose.jpg 2> >(grep -vE "^(WARNING|I0000|W0000)|oneDNN|cpu_feature|rebuild TensorFlow" >&2)
+	  --photo $(DATA_DIR)/keypoints/tfjs_pose_yoga/pose.jpg \
+	  --face-photo $(DATA_DIR)/keypoints/tfjs_portrait_face/portrait.jpg \
+	  --hand-photo $(DATA_DIR)/people/images/rembg_arms_up_sunglasses_cap.jpg 2> >(grep -vE "^(WARNING|I0000|W0000)|oneDNN|cpu_feature|rebuild TensorFlow" >&2)
 
 up: setup models
 	$(VTO) stack up

@@ -19,7 +19,16 @@ from streams.settings import ROOT, Settings
 from streams.stack.procs import Service, wait_until
 
 PYTRITON = "nvidia-pytriton==0.7.0"
-REQUIRED_MODELS = ("pose_detection", "pose_landmark_full")
+REQUIRED_MODELS = (
+    "pose_detection",
+    "pose_landmark_full",
+    "face_detection_short_range",
+    "face_landmark",
+    "iris_landmark",
+    "palm_detection_full",
+    "hand_landmark_full",
+    "selfie_segmentation",
+)
 
 
 def install_dir(settings: Settings) -> Path:
