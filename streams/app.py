@@ -3,7 +3,8 @@
 
 Delivery: a micro-batch's outputs are confirmed by the broker before the next batch is taken, and Faust
 commits offsets only for events already processed, so a crash re-processes frames (at least once) but
-never loses them.
+never loses them. Session state goes out with each batch to the compacted state topic and is read back when
+partitions are assigned (streams/session_store.py), before their frames are handled.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from streams.inference import TritonTryOn
 from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Outputs, Record
+from streams.session_store import read_states
 from streams.settings import Settings, get_settings
 
 
@@ -58,6 +60,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         topic(settings.events_topic),
         topic(settings.dead_letter_topic),
     )
+    state_topic = topic(settings.state_topic)
     holder: dict[str, Any] = {}
     status = {"assigned": False, "triton_ok": False, "triton_checked": 0.0}
 
@@ -86,6 +89,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         ):
             for key, value in pairs:
                 pending.append(await destination.send(key=key, value=value))
+        for partition, key, state in out.states:
+            pending.append(await state_topic.send(key=key, value=state, partition=partition))
         if pending:
             await asyncio.gather(*pending)
             metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
@@ -102,6 +107,19 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async for event in stream.events():
             await publish(pipeline().handle_control(_record(event)))
             yield None
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Read back the states of the sessions on the frame partitions this worker now owns."""
+        partitions = sorted(tp.partition for tp in assigned if tp.topic == settings.frames_topic)
+        if not partitions:
+            return
+        started = time.perf_counter()
+        values = await asyncio.get_running_loop().run_in_executor(None, read_states, settings, partitions)
+        restored = pipeline().restore(values)
+        app.log.info(
+            "restored %d session states of partitions %s in %.3f s", restored, partitions, time.perf_counter() - started
+        )
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
     async def on_rebalanced(sender: Any, **kwargs: Any) -> None:

@@ -11,46 +11,108 @@ from pathlib import Path
 from streams.errors import VTOError
 from streams.settings import Settings, get_settings
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
-def _pose(settings: Settings, path: Path, render_dir: Path | None) -> dict[str, object]:
-    """Per-frame keypoints of a photo, image folder or video, computed by the Triton `tryon` model."""
+
+def _pose(
+    settings: Settings,
+    path: Path,
+    render_dir: Path | None,
+    face: bool,
+    hands: bool,
+    max_people: int,
+    mask_dir: Path | None,
+) -> dict[str, object]:
+    """Per-frame perception of a photo, image folder or video, computed by the Triton `tryon` model.
+
+    A video runs in tracking mode with smoothing (each frame gets the state the previous one left, at the
+    video's own frame rate); photos and image folders are single images.
+    """
+    import cv2
+    import numpy as np
     import tritonclient.grpc as grpc
 
-    from streams.inference import tryon_inputs, tryon_result
+    from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+    from streams.proto.vto.v1.perception_pb2 import PoseSource
     from streams.sender import frames_of
+    from streams.serving.state_codec import face_points, hand_points, parse_perception
     from streams.stack import triton
+    from streams.vision.segmentation import rle_decode
 
-    started_here = False
-    try:
-        triton.ready(settings)
-    except OSError:
-        triton.start(settings)
-        started_here = True
-    try:
+    video = path.suffix.lower() in VIDEO_SUFFIXES
+    fps = 30.0
+    if video:
+        capture = cv2.VideoCapture(str(path))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        capture.release()
+
+    def rounded(points: np.ndarray) -> list[list[float]]:
+        return [[round(float(x), 1), round(float(y), 1)] for x, y in points[:, :2]]
+
+    with triton.running(settings):
         client = grpc.InferenceServerClient(settings.triton_grpc_url)
         frames = []
+        state = b""
         for index, (data, _fmt, width, height) in enumerate(frames_of(path)):
-            result = tryon_result(client.infer(settings.triton_model, tryon_inputs(data, render_dir is not None)))
+            request = TryOnRequest(
+                image=data,
+                render=render_dir is not None,
+                capture_time_us=int(1_000_000 + index * 1e6 / fps) if video else 0,
+                state=state,
+                face=face,
+                hands=hands,
+                mask=mask_dir is not None,
+                max_people=max_people,
+            )
+            result = tryon_result(client.infer(settings.triton_model, tryon_inputs(request)))
+            state = result.state if video else b""
+            perception = parse_perception(result.perception)
             keypoints = [
                 [round(float(x), 1), round(float(y), 1), round(float(v), 3)] for x, y, v, _ in result.keypoints
             ]
-            frames.append(
-                {
-                    "index": index,
-                    "width": width,
-                    "height": height,
-                    "pose_score": round(result.pose_score, 4),
-                    "keypoints": keypoints if result.pose_found else [],
-                }
-            )
+            entry: dict[str, object] = {
+                "index": index,
+                "width": width,
+                "height": height,
+                "pose_score": round(result.pose_score, 4),
+                "pose_source": PoseSource.Name(perception.pose_source).removeprefix("POSE_SOURCE_").lower(),
+                "keypoints": keypoints if result.pose_found else [],
+            }
+            if face:
+                entry["face"] = rounded(face_points(perception.face)) if perception.HasField("face") else []
+            if hands:
+                entry["hands"] = [
+                    {"handedness": h.handedness, "score": round(h.score, 3), "points": rounded(hand_points(h))}
+                    for h in perception.hands
+                ]
+            if max_people > 1:
+                entry["people"] = [
+                    {
+                        "score": round(p.score, 4),
+                        "keypoints": [[round(k.x, 1), round(k.y, 1), round(k.visibility, 3)] for k in p.keypoints],
+                    }
+                    for p in perception.people
+                ]
+            frames.append(entry)
             if render_dir is not None:
                 render_dir.mkdir(parents=True, exist_ok=True)
                 (render_dir / f"{index:05d}.jpg").write_bytes(result.rendered)
+            if mask_dir is not None and perception.HasField("mask"):
+                mask_dir.mkdir(parents=True, exist_ok=True)
+                m = perception.mask
+                cv2.imwrite(
+                    str(mask_dir / f"{index:05d}.png"),
+                    rle_decode(list(m.rle), m.height, m.width).astype(np.uint8) * 255,
+                )
         client.close()
-        return {"file": str(path), "keypoint_format": "33 x [x_px, y_px, visibility]", "frames": frames}
-    finally:
-        if started_here:
-            triton.stop(settings)
+        return {
+            "file": str(path),
+            "mode": "video (tracking, smoothed)" if video else "image",
+            "keypoint_format": "33 x [x_px, y_px, visibility]",
+            "face_format": "478 x [x_px, y_px]",
+            "hand_format": "21 x [x_px, y_px]",
+            "frames": frames,
+        }
 
 
 def _config_table() -> str:
@@ -79,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     pose.add_argument("path", type=Path)
     pose.add_argument("--json", action="store_true", help="JSON output (the only format for now)")
     pose.add_argument("--render-dir", type=Path, help="also write the rendered frames here")
+    pose.add_argument("--face", action="store_true", help="add the 478-point face mesh per frame")
+    pose.add_argument("--hands", action="store_true", help="add hands (21 points, handedness) per frame")
+    pose.add_argument("--max-people", type=int, default=1, help="report up to N people per frame (`people`)")
+    pose.add_argument("--mask-dir", type=Path, help="write the person mask of each frame here as PNG")
     demo = sub.add_parser("demo", help="a real video through the whole embedded stack, with figures")
     demo.add_argument("--video", type=Path)
     demo.add_argument("--fps", type=float, default=15.0, help="pacing of the video (the product's design rate)")
@@ -111,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             sent = send_session(settings, frames_of(args.path), args.session, args.fps, args.item)
             print(f"sent {len(sent)} frames of session {args.session} to {settings.frames_topic}")
         elif args.command == "pose":
-            print(json.dumps(_pose(settings, args.path, args.render_dir)))
+            if not 1 <= args.max_people <= 8:
+                parser.error("--max-people must be between 1 and 8")
+            result = _pose(settings, args.path, args.render_dir, args.face, args.hands, args.max_people, args.mask_dir)
+            print(json.dumps(result))
         elif args.command == "demo":
             from streams import demo as demo_module
 

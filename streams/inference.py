@@ -17,8 +17,23 @@ from tritonclient.utils import InferenceServerException
 from streams.errors import BadInput, InferenceUnavailable
 from streams.vision.blazepose import MIN_POSE_PRESENCE
 
-SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "render", "encode")
+SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "render", "encode")
 BAD_IMAGE_PREFIX = "bad image: "  # how the tryon model marks errors caused by the request's image
+
+
+@dataclass(frozen=True)
+class TryOnRequest:
+    """One frame for the `tryon` model, with what perception to run and the session's tracking state."""
+
+    image: bytes
+    render: bool = True
+    capture_time_us: int = 0  # 0: a still photo (no tracking, no smoothing)
+    state: bytes = b""  # serialized PerceptionState returned with the session's previous frame
+    face: bool = False
+    hands: bool = False
+    mask: bool = False
+    max_people: int = 1
+    client_keypoints: np.ndarray | None = None  # (33, 4): skips the pose models
 
 
 @dataclass(frozen=True)
@@ -29,19 +44,34 @@ class TryOnResult:
     height: int
     rendered: bytes  # JPEG; empty when rendering was not asked for
     stage_seconds: dict[str, float]  # server-side stages of this frame's batch
+    perception: bytes = b""  # serialized vto.v1.Perception
+    state: bytes = b""  # serialized vto.v1.PerceptionState for the session's next frame
 
     @property
     def pose_found(self) -> bool:
         return self.pose_score >= MIN_POSE_PRESENCE
 
 
-def tryon_inputs(image: bytes, render: bool) -> list[triton.InferInput]:
+def _input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:
+    tensor = triton.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def tryon_inputs(request: TryOnRequest) -> list[triton.InferInput]:
     """The `tryon` request for one encoded frame (the same classes serve the sync and the aio client)."""
-    image_in = triton.InferInput("IMAGE", [1, 1], "BYTES")
-    image_in.set_data_from_numpy(np.array([[image]], dtype=np.object_))
-    render_in = triton.InferInput("RENDER", [1, 1], "BOOL")
-    render_in.set_data_from_numpy(np.array([[render]], dtype=np.bool_))
-    return [image_in, render_in]
+    inputs = [
+        _input("IMAGE", np.array([[request.image]], dtype=np.object_), "BYTES"),
+        _input("RENDER", np.array([[request.render]], dtype=np.bool_), "BOOL"),
+        _input("STATE", np.array([[request.state]], dtype=np.object_), "BYTES"),
+        _input("CAPTURE_TIME_US", np.array([[request.capture_time_us]], dtype=np.int64), "INT64"),
+        _input("FEATURES", np.array([[request.face, request.hands, request.mask]], dtype=np.bool_), "BOOL"),
+        _input("MAX_PEOPLE", np.array([[request.max_people]], dtype=np.int32), "INT32"),
+    ]
+    if request.client_keypoints is not None:
+        keypoints = np.asarray(request.client_keypoints, dtype=np.float32).reshape(1, 33, 4)
+        inputs.append(_input("CLIENT_KEYPOINTS", keypoints, "FP32"))
+    return inputs
 
 
 def tryon_result(res: triton.InferResult) -> TryOnResult:
@@ -55,6 +85,8 @@ def tryon_result(res: triton.InferResult) -> TryOnResult:
         height=height,
         rendered=bytes(res.as_numpy("RENDERED")[0][0]),
         stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings, strict=True)},
+        perception=bytes(res.as_numpy("PERCEPTION")[0][0]),
+        state=bytes(res.as_numpy("STATE")[0][0]),
     )
 
 
@@ -77,8 +109,8 @@ class TritonTryOn:
         except InferenceServerException:
             return False
 
-    async def infer(self, image: bytes, render: bool = True) -> TryOnResult:
-        inputs = tryon_inputs(image, render)
+    async def infer(self, request: TryOnRequest) -> TryOnResult:
+        inputs = tryon_inputs(request)
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:

@@ -25,7 +25,7 @@ class Metrics:
         )
         self.dropped = Counter(
             "vto_frames_dropped_total",
-            "Frames dropped without rendering, by reason (stale, inference_unavailable).",
+            "Frames dropped without rendering, by reason (stale, replayed, inference_unavailable).",
             ["reason"],
             registry=registry,
         )
@@ -50,5 +50,16 @@ class Metrics:
         )
         self.events = Counter(
             "vto_tryon_events_total", "Try-on events published, by type.", ["type"], registry=registry
+        )
+        self.pose_source = Counter(
+            "vto_pose_source_total",
+            "Frames by where the shopper's pose came from (detector, tracking, client, none).",
+            ["source"],
+            registry=registry,
+        )
+        self.sessions_restored = Counter(
+            "vto_sessions_restored_total",
+            "Session states read back from the state topic after a partition was assigned.",
+            registry=registry,
         )
         self.ready = Gauge("vto_worker_ready", "1 while the worker has partitions and takes frames.", registry=registry)

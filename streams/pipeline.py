@@ -3,31 +3,39 @@
     ingest (streams/app.py: Faust hands over a micro-batch of records)
       -> validate  (`validate`: bytes -> Frame, or BadInput with a reason)
       -> infer + render (`TritonTryOn.infer`: the `tryon` model on Triton)
-      -> publish   (`Outputs`: RenderedFrame, TryOnEvents and DeadLetters, handed back to the app to send)
+      -> publish   (`Outputs`: RenderedFrame, TryOnEvents, DeadLetters and SessionStates, for the app to send)
       -> account   (`Metrics`, here and nowhere else)
 
-Frames of one session are handled in order; different sessions in a batch run concurrently, so Triton's
-dynamic batcher sees many sessions at once. Nothing here knows about Faust, which keeps it unit-testable.
+Frames of one session are handled in order, each with the tracking state its predecessor left; different
+sessions in a batch run concurrently, so Triton's dynamic batcher sees many sessions at once. A session's state
+(item, events already sent, perception tracking state) goes out with every batch to a compacted topic, so the
+worker that takes over a partition continues the session where it was. Nothing here knows about Faust, which
+keeps it unit-testable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from streams.codec import decode
 from streams.errors import BadInput, InferenceUnavailable, SerializationError
-from streams.inference import TryOnResult
+from streams.inference import TryOnRequest, TryOnResult
 from streams.metrics import Metrics
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.proto.vto.v1.perception_pb2 import PoseSource
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.proto.vto.v1.session_state_pb2 import SessionState as SessionStateMessage
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
 
@@ -57,10 +65,12 @@ class Outputs:
     rendered: list[tuple[bytes, bytes]] = field(default_factory=list)
     events: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    # (partition, key, SessionState or None for a tombstone): written to the state topic's same partition
+    states: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
 
 
 class TryOn(Protocol):
-    async def infer(self, image: bytes, render: bool = True) -> TryOnResult: ...
+    async def infer(self, request: TryOnRequest) -> TryOnResult: ...
 
 
 @dataclass
@@ -68,6 +78,33 @@ class SessionState:
     item_id: str = ""
     pose_found: bool | None = None
     rendered_items: set[str] = field(default_factory=set)
+    perception: bytes = b""  # opaque tracking state from Triton, handed back with the next frame
+    sequence: int = 0
+    capture_time_unix_us: int = 0
+
+    def to_message(self, session_id: str) -> SessionStateMessage:
+        return SessionStateMessage(
+            session_id=session_id,
+            sequence=self.sequence,
+            capture_time_unix_us=self.capture_time_unix_us,
+            item_id=self.item_id,
+            pose_found=bool(self.pose_found),
+            pose_seen=self.pose_found is not None,
+            rendered_items=sorted(self.rendered_items),
+            perception=self.perception,
+            updated_unix_us=now_us(),
+        )
+
+    @classmethod
+    def from_message(cls, msg: SessionStateMessage) -> SessionState:
+        return cls(
+            item_id=msg.item_id,
+            pose_found=msg.pose_found if msg.pose_seen else None,
+            rendered_items=set(msg.rendered_items),
+            perception=msg.perception,
+            sequence=msg.sequence,
+            capture_time_unix_us=msg.capture_time_unix_us,
+        )
 
 
 def now_us() -> int:
@@ -99,6 +136,17 @@ def validate(record: Record, settings: Settings) -> Frame:
         raise BadInput("bad_dimensions", f"{frame.width}x{frame.height} outside 1..{settings.max_image_side}")
     if len(frame.client_keypoints) not in (0, NUM_KEYPOINTS):
         raise BadInput("bad_client_keypoints", f"{len(frame.client_keypoints)} client keypoints, expected 0 or 33")
+    for i, kp in enumerate(frame.client_keypoints):
+        values = (kp.x, kp.y, kp.visibility, kp.presence)
+        if not all(math.isfinite(v) for v in values):
+            raise BadInput("bad_client_keypoints", f"client keypoint {i} is not finite: {values}")
+        if not (0.0 <= kp.x <= frame.width and 0.0 <= kp.y <= frame.height):
+            raise BadInput(
+                "bad_client_keypoints",
+                f"client keypoint {i} ({kp.x}, {kp.y}) is outside the {frame.width}x{frame.height} frame",
+            )
+        if not (0.0 <= kp.visibility <= 1.0 and 0.0 <= kp.presence <= 1.0):
+            raise BadInput("bad_client_keypoints", f"client keypoint {i} visibility/presence outside 0..1")
     return frame
 
 
@@ -167,10 +215,32 @@ class FramePipeline:
             if age > self.settings.frame_max_age_s:
                 self._drop("stale")
                 continue
+            known = self.sessions.get(frame.session_id)
+            if (
+                known is not None
+                and known.capture_time_unix_us
+                and (frame.sequence <= known.sequence and frame.capture_time_unix_us <= known.capture_time_unix_us)
+            ):
+                # Already folded into the session's state (its worker died before committing the offset):
+                # it was rendered then; rendering it again would replay it into the tracking filters.
+                self._drop("replayed")
+                continue
             self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
             fresh.append((record, frame))
-        results = await asyncio.gather(*(self._infer(frame) for _, frame in fresh))
+        by_session: dict[str, list[int]] = {}
+        for index, (_, frame) in enumerate(fresh):
+            by_session.setdefault(frame.session_id, []).append(index)
+        results: list[tuple[TryOnResult | BadInput | InferenceUnavailable, float]] = [None] * len(fresh)  # type: ignore[list-item]
+
+        async def session_chain(indices: list[int]) -> None:
+            # A session's frames one after the other: each needs the tracking state its predecessor left.
+            for index in indices:
+                results[index] = await self._infer(fresh[index][1])
+
+        await asyncio.gather(*(session_chain(indices) for indices in by_session.values()))
+        touched: dict[str, int] = {}
         for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
+            touched[frame.session_id] = record.partition
             if isinstance(result, BadInput):
                 self._reject(out, record, result)
             elif isinstance(result, InferenceUnavailable):
@@ -187,17 +257,39 @@ class FramePipeline:
                 )
             else:
                 self._publish_frame(out, frame, result, infer_s)
+        for session_id, partition in touched.items():
+            self._save_state(out, partition, session_id)
         return out
+
+    def _request(self, frame: Frame) -> TryOnRequest:
+        state = self._session(frame.session_id)
+        client = None
+        if frame.client_keypoints:
+            client = np.array([[k.x, k.y, k.visibility, k.presence] for k in frame.client_keypoints], np.float32)
+        features = self.settings.perception
+        return TryOnRequest(
+            image=frame.image,
+            capture_time_us=frame.capture_time_unix_us,
+            state=state.perception,
+            face="face" in features,
+            hands="hands" in features,
+            mask="mask" in features,
+            max_people=self.settings.max_people,
+            client_keypoints=client,
+        )
 
     async def _infer(self, frame: Frame) -> tuple[TryOnResult | BadInput | InferenceUnavailable, float]:
         """Stage 'infer + render' on Triton; errors are returned, not raised, so one frame cannot sink a batch."""
         started = time.perf_counter()
         try:
-            result: TryOnResult | BadInput | InferenceUnavailable = await self.tryon.infer(frame.image)
+            result: TryOnResult | BadInput | InferenceUnavailable = await self.tryon.infer(self._request(frame))
         except (BadInput, InferenceUnavailable) as exc:
             result = exc
         infer_s = time.perf_counter() - started
         if isinstance(result, TryOnResult):
+            state = self._session(frame.session_id)
+            state.perception = result.state
+            state.sequence, state.capture_time_unix_us = frame.sequence, frame.capture_time_unix_us
             self.metrics.stage_seconds.labels("infer").observe(infer_s)
             for stage, seconds in result.stage_seconds.items():
                 self.metrics.stage_seconds.labels(stage).observe(seconds)
@@ -228,6 +320,11 @@ class FramePipeline:
             rendered_time_unix_us=now_us(),
             worker_id=self.worker_id,
         )
+        if result.perception:
+            rendered.perception.ParseFromString(result.perception)
+        self.metrics.pose_source.labels(
+            PoseSource.Name(rendered.perception.pose_source).removeprefix("POSE_SOURCE_").lower()
+        ).inc()
         if found:
             rendered.keypoints.extend(
                 Keypoint(x=float(x), y=float(y), visibility=float(v), presence=float(p))
@@ -269,12 +366,42 @@ class FramePipeline:
             return out
         sid = control.session_id
         if control.action == SessionControl.ACTION_START:
+            self.sessions.pop(sid, None)  # a (re)started session tracks afresh
             self._session(sid).item_id = control.item_id
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
+            self._save_state(out, record.partition, sid)
         elif control.action == SessionControl.ACTION_SELECT_ITEM:
             self._session(sid).item_id = control.item_id
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_ITEM_SELECTED)
+            self._save_state(out, record.partition, sid)
         else:  # ACTION_END
             state = self.sessions.pop(sid, SessionState())
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
+            out.states.append((record.partition, sid.encode(), None))  # tombstone: compaction forgets it
         return out
+
+    # -- state topic ------------------------------------------------------------------------------------
+    def _save_state(self, out: Outputs, partition: int, session_id: str) -> None:
+        message = self._session(session_id).to_message(session_id)
+        out.states.append((partition, session_id.encode(), message.SerializeToString()))
+
+    def restore(self, values: list[tuple[bytes, bytes | None]]) -> int:
+        """Load session states read back from the state topic (in offset order; None = tombstone)."""
+        restored = 0
+        for key, value in values:
+            session_id = key.decode(errors="replace")
+            if value is None:
+                self.sessions.pop(session_id, None)
+                continue
+            try:
+                message = decode(SessionStateMessage, value)
+            except SerializationError:
+                log.warning("ignoring an unreadable session state for %s", session_id)
+                continue
+            self.sessions.pop(session_id, None)
+            self.sessions[session_id] = SessionState.from_message(message)
+            restored += 1
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+        self.metrics.sessions_restored.inc(restored)
+        return restored

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     dead_letter_topic: str = Field(
         "vto.dead-letter.v1", description="Topic of rejected records with their reason (DeadLetter)."
     )
+    state_topic: str = Field(
+        "vto.session-state.v1", description="Compacted topic of per-session state (tracking, filters, events sent)."
+    )
     frame_retention_ms: int = Field(
         60_000, description="Retention of frame topics: frames are worthless after seconds."
     )
@@ -48,6 +52,11 @@ class Settings(BaseSettings):
     frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")
     max_image_bytes: int = Field(3 * 1024 * 1024, description="Largest encoded image accepted in a Frame.")
     max_image_side: int = Field(4096, description="Largest width or height accepted in a Frame.")
+    perception: Annotated[frozenset[Literal["face", "hands", "mask"]], NoDecode] = Field(
+        frozenset({"face", "hands", "mask"}),
+        description="Perception run on every frame besides the pose (comma-separated: face,hands,mask).",
+    )
+    max_people: int = Field(1, ge=1, le=8, description="People reported per frame; people[0] is the shopper.")
 
     # Triton
     triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint the workers call.")
@@ -63,6 +72,13 @@ class Settings(BaseSettings):
     run_dir: Path = Field(ROOT / ".cache" / "run", description="PID files, logs and Kafka data of the embedded stack.")
     data_dir: Path = Field(ROOT.parent / "shared" / "data", description="Sample photos and videos (demo, tests).")
     log_level: str = Field("INFO", description="Log level of workers and CLI.")
+
+    @field_validator("perception", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_ENV = {
@@ -53,3 +54,11 @@ def stack(settings: Settings) -> Iterator[Settings]:
         embedded.down(settings)
     leftovers = {name: s["pid"] for name, s in embedded.status(settings).items() if s["pid"] is not None}
     assert not leftovers, f"processes still running after `stack down`: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def triton_client(stack: Settings) -> Iterator[grpc.InferenceServerClient]:
+    """A gRPC client of the stack's real Triton."""
+    client = grpc.InferenceServerClient(stack.triton_grpc_url)
+    yield client
+    client.close()

@@ -52,7 +52,9 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if streams/proto differs from protos/")
     args = parser.parse_args()
     files = generate(OUT)
-    existing = {p.relative_to(OUT) for p in OUT.rglob("*.py*")} if OUT.exists() else set()
+    existing = (
+        {p.relative_to(OUT) for p in OUT.rglob("*.py*") if "__pycache__" not in p.parts} if OUT.exists() else set()
+    )
     stale = sorted(str(p) for p in files if not (OUT / p).exists() or (OUT / p).read_text() != files[p])
     stale += sorted(str(p) for p in existing - set(files))
     if args.check:

@@ -1,35 +1,40 @@
-"""Triton python-backend model `tryon`: encoded frame in; keypoints, pose score and the rendered frame out.
+"""Triton python-backend model `tryon`: one encoded frame (+ the session's state) in; perception, the rendered
+frame and the session's next state out.
 
-decode -> pose_detection (BLS) -> rotated ROI -> pose_landmark_full (BLS) -> render -> encode. All requests
-that Triton's dynamic batcher hands over run through each model in one batch. A request whose image cannot be
-decoded gets an error response of its own; the others in the batch go on.
+decode -> perception (streams/serving/perception.py: pose, face, hands, mask; each model a BLS call on the
+whole batch) -> render -> encode. All requests that Triton's dynamic batcher hands over go through each model
+in one batch. A request whose image cannot be decoded gets an error response of its own; the others go on.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from streams.serving import perception
+from streams.serving import state_codec as codec
 from streams.vision import blazepose
 from streams.vision.render import draw_skeleton
 
 MAX_SIDE = 4096
-TIMING_STAGES = ("decode", "pose_detection", "pose_landmark", "render", "encode")
-
-
-def _bls(model: str, input_name: str, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
-    request = pb_utils.InferenceRequest(
-        model_name=model, requested_output_names=outputs, inputs=[pb_utils.Tensor(input_name, batch)]
-    )
-    response = request.exec()
-    if response.has_error():
-        raise pb_utils.TritonModelException(f"{model}: {response.error().message()}")
-    return [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs]
+TIMING_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "render", "encode")
+MODEL_STAGE = {
+    "pose_detection": "pose_detection",
+    "pose_landmark_full": "pose_landmark",
+    "face_detection_short_range": "face",
+    "face_landmark": "face",
+    "iris_landmark": "face",
+    "palm_detection_full": "hands",
+    "hand_landmark_full": "hands",
+    "selfie_segmentation": "mask",
+}
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -44,84 +49,135 @@ def _decode(data: bytes) -> np.ndarray:
     return bgr
 
 
+def _optional(request: Any, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.jpeg_quality = int(params.get("jpeg_quality", "85"))
+        npz = Path(args["model_repository"]) / args["model_version"] / "canonical_face_model.npz"
+        if not npz.exists():
+            raise pb_utils.TritonModelException(f"{npz} is missing: run `make models`")
+        with np.load(npz) as data:
+            self.canonical_face = {k: data[k] for k in data.files}
+        self.timings = np.zeros(len(TIMING_STAGES), dtype=np.float32)
 
-    def _detect(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        boxes, scores = _bls("pose_detection", "input_1", batch, ["Identity", "Identity_1"])
-        return boxes, scores
+    def _bls(self, model: str, outputs: list[str], input_name: str = "input_1") -> Callable[..., dict[str, np.ndarray]]:
+        """A batched call of another Triton model: (N, ...) float32 input -> {output name: (N, ...)}."""
+        stage = TIMING_STAGES.index(MODEL_STAGE[model])
 
-    def _landmarks(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raw, flags = _bls("pose_landmark_full", "input_1", batch, ["Identity", "Identity_1"])
-        return raw, flags
+        def call(batch: np.ndarray, wanted: list[str] | None = None) -> dict[str, np.ndarray]:
+            started = time.perf_counter()
+            names = wanted or outputs
+            request = pb_utils.InferenceRequest(
+                model_name=model,
+                requested_output_names=names,
+                inputs=[pb_utils.Tensor(input_name, np.ascontiguousarray(batch, dtype=np.float32))],
+            )
+            response = request.exec()
+            self.timings[stage] += time.perf_counter() - started
+            if response.has_error():
+                raise pb_utils.TritonModelException(f"{model}: {response.error().message()}")
+            return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in names}
+
+        return call
+
+    def _models(self) -> perception.Models:
+        def ordered(
+            model: str, outputs: list[str], input_name: str = "input_1"
+        ) -> Callable[..., tuple[np.ndarray, ...]]:
+            call = self._bls(model, outputs, input_name)
+            return lambda batch: tuple(call(batch)[name] for name in outputs)
+
+        selfie = self._bls("selfie_segmentation", ["activation_10"])
+        return perception.Models(
+            pose_detection=self._bls("pose_detection", ["Identity", "Identity_1"]),
+            pose_landmarks=self._bls("pose_landmark_full", list(blazepose.LANDMARK_OUTPUTS)),
+            face_detection=ordered("face_detection_short_range", ["regressors", "classificators"], "input"),
+            face_landmarks=ordered("face_landmark", ["conv2d_21", "conv2d_31"]),
+            iris=ordered("iris_landmark", ["output_eyes_contours_and_brows", "output_iris"]),
+            palm_detection=self._bls("palm_detection_full", ["Identity", "Identity_1"]),
+            hand_landmarks=self._bls("hand_landmark_full", ["Identity", "Identity_1", "Identity_2"]),
+            selfie_segmentation=lambda batch: selfie(batch)["activation_10"],
+        )
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        timings = np.zeros(len(TIMING_STAGES), dtype=np.float32)
+        self.timings[:] = 0
         t0 = time.perf_counter()
         images: dict[int, np.ndarray] = {}
         errors: dict[int, str] = {}
+        inputs: dict[int, perception.FrameInput] = {}
         render: dict[int, bool] = {}
         for i, request in enumerate(requests):
             data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)[0]
-            flag = pb_utils.get_input_tensor_by_name(request, "RENDER")
-            render[i] = True if flag is None else bool(flag.as_numpy().reshape(-1)[0])
             try:
                 images[i] = _decode(bytes(data))
             except ValueError as exc:
                 errors[i] = str(exc)
-        t1 = time.perf_counter()
-        timings[0] = t1 - t0
+                continue
+            flag = _optional(request, "RENDER")
+            render[i] = True if flag is None else bool(flag.reshape(-1)[0])
+            state = _optional(request, "STATE")
+            capture = _optional(request, "CAPTURE_TIME_US")
+            features = _optional(request, "FEATURES")
+            people = _optional(request, "MAX_PEOPLE")
+            client = _optional(request, "CLIENT_KEYPOINTS")
+            face, hands, mask = (bool(v) for v in features.reshape(-1)[:3]) if features is not None else (0, 0, 0)
+            time_us = int(capture.reshape(-1)[0]) if capture is not None else 0
+            inputs[i] = perception.FrameInput(
+                rgb=cv2.cvtColor(images[i], cv2.COLOR_BGR2RGB),
+                time_s=time_us / 1e6,
+                state=codec.parse_state(bytes(state.reshape(-1)[0]) if state is not None else b""),
+                face=bool(face),
+                hands=bool(hands),
+                mask=bool(mask),
+                max_people=max(1, int(people.reshape(-1)[0])) if people is not None else 1,
+                client_keypoints=client.reshape(33, 4) if client is not None and client.size == 33 * 4 else None,
+                video=time_us > 0,
+            )
+        self.timings[0] = time.perf_counter() - t0
 
-        order = sorted(images)
-        rgbs = [cv2.cvtColor(images[i], cv2.COLOR_BGR2RGB) for i in order]
-        stage_clock = {"detect": 0.0, "landmarks": 0.0}
-
-        def timed(fn: Any, key: str) -> Any:
-            def run(batch: np.ndarray) -> Any:
-                start = time.perf_counter()
-                try:
-                    return fn(batch)
-                finally:
-                    stage_clock[key] += time.perf_counter() - start
-
-            return run
-
+        order = sorted(inputs)
         try:
-            poses = blazepose.estimate(rgbs, timed(self._detect, "detect"), timed(self._landmarks, "landmarks"))
+            results = perception.perceive([inputs[i] for i in order], self._models(), self.canonical_face)
         except pb_utils.TritonModelException as exc:
-            error = pb_utils.TritonError(f"pose models failed: {exc}")
+            error = pb_utils.TritonError(f"perception models failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
-        timings[1], timings[2] = stage_clock["detect"], stage_clock["landmarks"]
+        by_index = dict(zip(order, results, strict=True))
 
         encoded: dict[int, bytes] = {}
-        for i, pose in zip(order, poses, strict=True):
+        for i in order:
             if not render[i]:
                 continue
+            result = by_index[i]
             t = time.perf_counter()
-            bgr = draw_skeleton(images[i], pose.keypoints) if pose.found else images[i]
+            bgr = images[i]
+            if result.pose_score >= 0.5:
+                bgr = draw_skeleton(bgr, result.keypoints)
             t2 = time.perf_counter()
             ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            timings[3] += t2 - t
-            timings[4] += time.perf_counter() - t2
+            self.timings[6] += t2 - t
+            self.timings[7] += time.perf_counter() - t2
             encoded[i] = buf.tobytes() if ok else b""
 
-        by_index = dict(zip(order, poses, strict=True))
         responses = []
         for i in range(len(requests)):
             if i in errors:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i])))
                 continue
-            pose = by_index[i]
-            keypoints = pose.keypoints if pose.found else blazepose.NO_POSE.keypoints
+            result = by_index[i]
             tensors = [
-                pb_utils.Tensor("KEYPOINTS", keypoints[None].astype(np.float32)),
-                pb_utils.Tensor("POSE_SCORE", np.array([[pose.score]], dtype=np.float32)),
+                pb_utils.Tensor("KEYPOINTS", result.keypoints[None].astype(np.float32)),
+                pb_utils.Tensor("POSE_SCORE", np.array([[result.pose_score]], dtype=np.float32)),
                 pb_utils.Tensor("IMAGE_SIZE", np.array([images[i].shape[:2]], dtype=np.int32)),
                 pb_utils.Tensor("RENDERED", np.array([[encoded.get(i, b"")]], dtype=np.object_)),
-                pb_utils.Tensor("TIMINGS", timings[None]),
+                pb_utils.Tensor("TIMINGS", self.timings[None].copy()),
+                pb_utils.Tensor("PERCEPTION", np.array([[result.perception.SerializeToString()]], dtype=np.object_)),
+                pb_utils.Tensor("STATE", np.array([[result.state.SerializeToString()]], dtype=np.object_)),
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses

@@ -158,6 +158,21 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # The latest control record per session is that session's state: compacted, and old sessions expire.
         NewTopic(settings.control_topic, n, 1, config={"cleanup.policy": "compact,delete", "retention.ms": day}),
         NewTopic(settings.events_topic, n, 1, config={"retention.ms": week}),
+        # One record per live session (tracking and filter state, no image): compacted, co-partitioned with
+        # the frames (same partition number), quickly compacted so a takeover reads little; idle sessions
+        # expire after a day. No image; it does hold filtered body and face keypoints (docs/privacy.md).
+        NewTopic(
+            settings.state_topic,
+            n,
+            1,
+            config={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": day,
+                "segment.ms": "60000",
+                "min.cleanable.dirty.ratio": "0.1",
+                "max.compaction.lag.ms": "60000",
+            },
+        ),
         # Dead letters keep the original record, face included: one day for triage, then gone (docs/privacy.md).
         NewTopic(
             settings.dead_letter_topic,

@@ -7,11 +7,13 @@ sys.path (the stub ignores PYTHONPATH). See FIELD_NOTES §1.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from streams.errors import StackError
@@ -99,6 +101,22 @@ def start(settings: Settings, timeout: float = 180.0) -> None:
         env={"VTO_TRITON_PYTHONPATH": pythonpath},
     )
     wait_until(svc, lambda: ready(settings), timeout, "Triton models")
+
+
+@contextlib.contextmanager
+def running(settings: Settings) -> Iterator[None]:
+    """Use the Triton that is up, or start one for the duration of the block (CLI commands, benchmarks)."""
+    try:
+        ready(settings)
+        started_here = False
+    except OSError:
+        start(settings)
+        started_here = True
+    try:
+        yield
+    finally:
+        if started_here:
+            stop(settings)
 
 
 def stop(settings: Settings) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -19,10 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def client(stack: Settings) -> Iterator[grpc.InferenceServerClient]:
-    c = grpc.InferenceServerClient(stack.triton_grpc_url)
-    yield c
-    c.close()
+def client(triton_client: grpc.InferenceServerClient) -> grpc.InferenceServerClient:
+    return triton_client
 
 
 def tryon(client: grpc.InferenceServerClient, data: bytes, render: bool = True) -> grpc.InferResult:

@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from streams.errors import InferenceUnavailable
-from streams.inference import TritonTryOn
+from streams.inference import TritonTryOn, TryOnRequest
 
 
 def _closed_port() -> int:
@@ -19,7 +19,7 @@ async def test_absent_triton_is_retried_with_a_bound_then_unavailable() -> None:
     )
     try:
         with pytest.raises(InferenceUnavailable, match="tryon"):
-            await client.infer(b"\xff\xd8\xff")
+            await client.infer(TryOnRequest(b"\xff\xd8\xff"))
     finally:
         await client.close()
     assert len(retries) == 2

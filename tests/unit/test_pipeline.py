@@ -10,14 +10,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.errors import BadInput, InferenceUnavailable
-from streams.inference import TryOnResult
+from streams.inference import TryOnRequest, TryOnResult
 from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Record, validate
+from streams.pipeline import SessionState as WorkerSessionState
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_TRACKING, Perception
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.proto.vto.v1.session_state_pb2 import SessionState
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
 
@@ -45,19 +48,26 @@ def record(value: bytes | None, key: bytes | None = b"s1", offset: int = 0) -> R
 
 
 class FakeTryOn:
-    """Answers like the tryon model: a pose unless told otherwise; records the order of calls."""
+    """Answers like the tryon model: a pose unless told otherwise. Its 'tracking state' counts the frames of a
+    session (the state it was handed + 1), so tests can see which state each request carried."""
 
     def __init__(self, score: float = 0.99, fail: Exception | None = None, size: tuple[int, int] = (64, 48)) -> None:
         self.score, self.fail, self.size = score, fail, size
         self.calls = 0
+        self.requests: list[TryOnRequest] = []
 
-    async def infer(self, image: bytes, render: bool = True) -> TryOnResult:
+    async def infer(self, request: TryOnRequest) -> TryOnResult:
         self.calls += 1
+        self.requests.append(request)
         await asyncio.sleep(0)
         if self.fail is not None:
             raise self.fail
         kps = np.tile(np.array([[10.0, 20.0, 0.9, 0.95]], np.float32), (33, 1))
-        return TryOnResult(kps, self.score, self.size[0], self.size[1], b"\xff\xd8rendered", {"pose_landmark": 0.01})
+        state = str(int(request.state or b"0") + 1).encode()
+        perception = Perception(pose_source=POSE_SOURCE_TRACKING).SerializeToString()
+        return TryOnResult(
+            kps, self.score, self.size[0], self.size[1], b"\xff\xd8rendered", {"pose_landmark": 0.01}, perception, state
+        )
 
 
 def make(tryon: FakeTryOn, settings: Settings = SETTINGS) -> tuple[FramePipeline, Metrics]:
@@ -84,6 +94,22 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
         (frame(width=0).SerializeToString(), b"s1", "bad_dimensions"),
         (frame(height=5000).SerializeToString(), b"s1", "bad_dimensions"),
         (frame(client_keypoints=[Keypoint()] * 5).SerializeToString(), b"s1", "bad_client_keypoints"),
+        (
+            frame(client_keypoints=[Keypoint(x=float("nan"), y=2)] * 33).SerializeToString(),
+            b"s1",
+            "bad_client_keypoints",
+        ),
+        (
+            frame(client_keypoints=[Keypoint(x=1, y=2)] * 32 + [Keypoint(x=65, y=2)]).SerializeToString(),
+            b"s1",
+            "bad_client_keypoints",
+        ),
+        (frame(client_keypoints=[Keypoint(x=1, y=-1)] * 33).SerializeToString(), b"s1", "bad_client_keypoints"),
+        (
+            frame(client_keypoints=[Keypoint(x=1, y=2, visibility=1.5)] * 33).SerializeToString(),
+            b"s1",
+            "bad_client_keypoints",
+        ),
     ],
 )
 def test_validate_rejects_each_kind_of_bad_frame(value: bytes | None, key: bytes, reason: str) -> None:
@@ -215,3 +241,83 @@ def test_bad_session_control_is_dead_lettered(rec: Record, reason: str) -> None:
     out = pipeline.handle_control(rec)
     assert out.events == []
     assert DeadLetter.FromString(out.dead_letters[0][1]).reason == reason
+
+
+async def test_client_keypoints_go_to_triton_so_the_pose_models_are_skipped() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = make(tryon)
+    good = frame(client_keypoints=[Keypoint(x=float(i), y=2, visibility=0.9, presence=1) for i in range(33)])
+    await pipeline.handle_frames([record(good.SerializeToString())])
+    sent = tryon.requests[0].client_keypoints
+    assert sent is not None and sent.shape == (33, 4) and sent[32].tolist() == pytest.approx([32.0, 2.0, 0.9, 1.0])
+    await pipeline.handle_frames([record(frame(seq=1).SerializeToString())])
+    assert tryon.requests[1].client_keypoints is None
+
+
+async def test_each_frame_carries_the_state_its_predecessor_left_even_within_one_batch() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = make(tryon)
+    frames = [frame(session=s, seq=i) for i in range(3) for s in ("a", "b")]
+    records = [record(f.SerializeToString(), key=f.session_id.encode(), offset=n) for n, f in enumerate(frames)]
+    await pipeline.handle_frames(records)
+    assert sorted(r.state for r in tryon.requests) == [b"", b"", b"1", b"1", b"2", b"2"]
+    assert pipeline.sessions["a"].perception == b"3" and pipeline.sessions["b"].perception == b"3"
+
+
+async def test_batch_writes_each_touched_sessions_state_to_its_frames_partition() -> None:
+    pipeline, _ = make(FakeTryOn())
+    recs = [
+        Record("vto.frames.v1", 4, 0, b"a", frame(session="a", seq=0).SerializeToString()),
+        Record("vto.frames.v1", 4, 1, b"a", frame(session="a", seq=1).SerializeToString()),
+        Record("vto.frames.v1", 2, 0, b"b", frame(session="b", seq=5).SerializeToString()),
+    ]
+    out = await pipeline.handle_frames(recs)
+    assert [(p, k) for p, k, _ in out.states] == [(4, b"a"), (2, b"b")]
+    state = SessionState.FromString(out.states[0][2] or b"")
+    assert (state.session_id, state.sequence, state.perception, state.item_id) == ("a", 1, b"2", "tee")
+    assert list(state.rendered_items) == ["tee"] and state.pose_found and state.pose_seen
+
+
+async def test_a_restored_session_continues_its_tracking_and_sends_no_second_try_on_event() -> None:
+    first, _ = make(FakeTryOn())
+    out = await first.handle_frames([record(frame(seq=0).SerializeToString())])
+    assert len(out.events) == 1  # TRY_ON_RENDERED
+    tryon = FakeTryOn()
+    second, metrics = make(tryon)  # another worker, assigned the partition after the first one died
+    assert second.restore([(k, v) for _, k, v in out.states]) == 1
+    out2 = await second.handle_frames([record(frame(seq=1).SerializeToString())])
+    assert tryon.requests[0].state == b"1"  # the tracking state the first worker left
+    assert out2.events == []
+    assert sample(metrics, "vto_sessions_restored_total") == 1
+
+
+async def test_tombstone_and_garbage_in_the_state_topic() -> None:
+    pipeline, _ = make(FakeTryOn())
+    good = SessionState(session_id="a", perception=b"7").SerializeToString()
+    assert pipeline.restore([(b"a", good), (b"b", b"\xff\xff"), (b"c", good), (b"c", None)]) == 2
+    assert set(pipeline.sessions) == {"a"} and pipeline.sessions["a"].perception == b"7"
+
+
+def test_start_resets_tracking_and_end_leaves_a_tombstone() -> None:
+    pipeline, _ = make(FakeTryOn())
+    pipeline.sessions["s1"] = WorkerSessionState(perception=b"9")
+    out = pipeline.handle_control(_control(SessionControl.ACTION_START))
+    assert pipeline.sessions["s1"].perception == b""
+    assert [(p, k) for p, k, _ in out.states] == [(0, b"s1")]
+    out = pipeline.handle_control(_control(SessionControl.ACTION_END))
+    assert out.states == [(0, b"s1", None)]
+
+
+async def test_a_frame_already_in_the_restored_state_is_dropped_as_replayed_not_rendered_twice() -> None:
+    first, _ = make(FakeTryOn())
+    frames = [frame(seq=i, capture_time_unix_us=time.time_ns() // 1000 + i) for i in range(3)]
+    out = await first.handle_frames([record(f.SerializeToString(), offset=i) for i, f in enumerate(frames)])
+    tryon = FakeTryOn()
+    second, metrics = make(tryon)
+    second.restore([(k, v) for _, k, v in out.states])
+    # The offsets were never committed: the new owner is handed frames 1 and 2 again, then a new frame 3.
+    later = frame(seq=3, capture_time_unix_us=frames[2].capture_time_unix_us + 1)
+    replay = [record(f.SerializeToString(), offset=i) for i, f in enumerate([frames[1], frames[2], later])]
+    out2 = await second.handle_frames(replay)
+    assert [RenderedFrame.FromString(v).sequence for _, v in out2.rendered] == [3]
+    assert sample(metrics, "vto_frames_dropped_total", reason="replayed") == 2

@@ -13,6 +13,7 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
         settings.control_topic,
         settings.events_topic,
         settings.dead_letter_topic,
+        settings.state_topic,
     }
     frames = specs[settings.frames_topic]
     assert frames.num_partitions == 12 and frames.replication_factor == 1
@@ -20,6 +21,8 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     assert int(frames.config["max.message.bytes"]) >= settings.max_image_bytes
     assert specs[settings.control_topic].config["cleanup.policy"] == "compact,delete"
     assert specs[settings.control_topic].num_partitions == 12  # co-partitioned with frames by session id
+    state = specs[settings.state_topic]  # read back by partition number on takeover: must match the frames
+    assert state.num_partitions == 12 and "compact" in state.config["cleanup.policy"]
     assert int(specs[settings.dead_letter_topic].config["max.message.bytes"]) > int(frames.config["max.message.bytes"])
 
 

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from streams.proto.vto.v1 import common_pb2 as _common_pb2
+from streams.proto.vto.v1 import perception_pb2 as _perception_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -59,6 +60,7 @@ class RenderedFrame(_message.Message):
     STAGE_SECONDS_FIELD_NUMBER: _builtins.int
     RENDERED_TIME_UNIX_US_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    PERCEPTION_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     capture_time_unix_us: _builtins.int
@@ -81,6 +83,10 @@ class RenderedFrame(_message.Message):
     def stage_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """time per stage: validate, infer, decode, pose_detection, ..."""
 
+    @_builtins.property
+    def perception(self) -> _perception_pb2.Perception:
+        """people, face, hands and mask of this frame"""
+
     def __init__(
         self,
         *,
@@ -98,10 +104,11 @@ class RenderedFrame(_message.Message):
         stage_seconds: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         rendered_time_unix_us: _builtins.int = ...,
         worker_id: _builtins.str = ...,
+        perception: _perception_pb2.Perception | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["perception", b"perception"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "keypoints", b"keypoints", "pose_score", b"pose_score", "rendered_time_unix_us", b"rendered_time_unix_us", "sequence", b"sequence", "session_id", b"session_id", "stage_seconds", b"stage_seconds", "width", b"width", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "keypoints", b"keypoints", "perception", b"perception", "pose_score", b"pose_score", "rendered_time_unix_us", b"rendered_time_unix_us", "sequence", b"sequence", "session_id", b"session_id", "stage_seconds", b"stage_seconds", "width", b"width", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

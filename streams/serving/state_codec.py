@@ -1,0 +1,178 @@
+"""Perception results and tracking state <-> their versioned protobuf messages (perception.proto,
+session_state.proto). Runs inside Triton next to the models; the stream workers never look inside the state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from streams.proto.vto.v1.common_pb2 import Keypoint
+from streams.proto.vto.v1.perception_pb2 import Face, Hand, Mask, Perception, Person
+from streams.proto.vto.v1.session_state_pb2 import FilterState, PerceptionState, Roi
+from streams.vision import blazepose, face, hands, segmentation
+from streams.vision.geometry import Square
+from streams.vision.smoothing import OneEuroState
+
+STATE_VERSION = 1
+
+
+# -- state ----------------------------------------------------------------------------------------------------
+def roi_to_proto(square: Square, out: Roi) -> None:
+    out.cx, out.cy, out.side, out.rotation = square.cx, square.cy, square.side, square.rotation
+
+
+def roi_from_proto(roi: Roi) -> Square:
+    return Square(roi.cx, roi.cy, roi.side, roi.rotation)
+
+
+def filter_to_proto(state: OneEuroState, out: FilterState) -> None:
+    out.time_s = state.time_s
+    out.raw[:] = np.asarray(state.raw, np.float32).reshape(-1).tolist()
+    out.filtered[:] = np.asarray(state.filtered, np.float32).reshape(-1).tolist()
+    out.derivative[:] = np.asarray(state.derivative, np.float32).reshape(-1).tolist()
+
+
+def filter_from_proto(msg: FilterState, shape: tuple[int, ...]) -> OneEuroState | None:
+    """The filter state, or None when the message is empty or of another shape (then filtering restarts)."""
+    size = int(np.prod(shape))
+    if len(msg.raw) != size or len(msg.filtered) != size or len(msg.derivative) != size:
+        return None
+    return OneEuroState(
+        msg.time_s,
+        np.asarray(msg.raw, np.float64).reshape(shape),
+        np.asarray(msg.filtered, np.float64).reshape(shape),
+        np.asarray(msg.derivative, np.float64).reshape(shape),
+    )
+
+
+def parse_state(data: bytes) -> PerceptionState:
+    """A session's previous state; empty (a new session) when absent, unreadable or of another version."""
+    state = PerceptionState()
+    if data:
+        try:
+            state.ParseFromString(data)
+        except Exception:
+            state = PerceptionState()
+        if state.version != STATE_VERSION:
+            state = PerceptionState()
+    return state
+
+
+def _roi(has: bool, roi: Roi) -> Square | None:
+    return roi_from_proto(roi) if has else None
+
+
+def pose_track_from_proto(state: PerceptionState) -> blazepose.PoseTrack | None:
+    """None for a new session (no pose state yet), else the track (possibly lost: roi None)."""
+    if not state.HasField("pose"):
+        return None
+    pose = state.pose
+    visibility = np.asarray(pose.visibility, np.float32) if len(pose.visibility) == blazepose.NUM_KEYPOINTS else None
+    return blazepose.PoseTrack(
+        roi=_roi(pose.HasField("roi"), pose.roi),
+        landmarks=filter_from_proto(pose.landmarks, blazepose.LANDMARK_STATE_SHAPE),
+        aux=filter_from_proto(pose.aux, blazepose.AUX_STATE_SHAPE),
+        visibility=visibility,
+    )
+
+
+def pose_track_to_proto(track: blazepose.PoseTrack, state: PerceptionState) -> None:
+    state.pose.SetInParent()
+    if track.roi is not None:
+        roi_to_proto(track.roi, state.pose.roi)
+    if track.landmarks is not None:
+        filter_to_proto(track.landmarks, state.pose.landmarks)
+    if track.aux is not None:
+        filter_to_proto(track.aux, state.pose.aux)
+    if track.visibility is not None:
+        state.pose.visibility[:] = np.asarray(track.visibility, np.float32).tolist()
+
+
+def face_track_from_proto(state: PerceptionState) -> face.FaceTrack | None:
+    if not state.HasField("face"):
+        return None
+    return face.FaceTrack(
+        roi=_roi(state.face.HasField("roi"), state.face.roi),
+        landmarks=filter_from_proto(state.face.landmarks, (face.NUM_POINTS, 3)),
+    )
+
+
+def face_track_to_proto(track: face.FaceTrack, state: PerceptionState) -> None:
+    state.face.SetInParent()
+    if track.roi is not None:
+        roi_to_proto(track.roi, state.face.roi)
+    if track.landmarks is not None:
+        filter_to_proto(track.landmarks, state.face.landmarks)
+
+
+def hand_track_from_proto(state: PerceptionState) -> hands.HandTrack | None:
+    if not state.HasField("hands"):
+        return None
+    filters = [filter_from_proto(f, (hands.NUM_POINTS, 3)) for f in state.hands.filters]
+    return hands.HandTrack(
+        rois=[roi_from_proto(r) for r in state.hands.rois],
+        filters=[f for f in filters if f is not None] if len(filters) == len(state.hands.rois) else [],
+    )
+
+
+def hand_track_to_proto(track: hands.HandTrack, state: PerceptionState) -> None:
+    state.hands.SetInParent()
+    for roi in track.rois:
+        roi_to_proto(roi, state.hands.rois.add())
+    for f in track.filters:
+        filter_to_proto(f, state.hands.filters.add())
+
+
+def mask_track_from_proto(state: PerceptionState) -> segmentation.MaskTrack | None:
+    m = state.mask
+    if not m.width or not m.height or len(m.previous) != m.width * m.height:
+        return None
+    return segmentation.MaskTrack(np.frombuffer(m.previous, np.uint8).reshape(m.height, m.width).copy())
+
+
+def mask_track_to_proto(track: segmentation.MaskTrack, state: PerceptionState) -> None:
+    state.mask.width, state.mask.height = track.width, track.height
+    state.mask.previous = np.ascontiguousarray(track.previous, np.uint8).tobytes()
+
+
+# -- results --------------------------------------------------------------------------------------------------
+def person_to_proto(keypoints: np.ndarray, score: float) -> Person:
+    return Person(
+        keypoints=[
+            Keypoint(x=float(x), y=float(y), visibility=float(v), presence=float(p)) for x, y, v, p in keypoints
+        ],
+        score=float(score),
+    )
+
+
+def face_to_proto(points: np.ndarray, score: float, rotation: np.ndarray, translation: np.ndarray) -> Face:
+    face = Face(points=np.asarray(points, np.float32).reshape(-1).tolist(), score=float(score))
+    face.head_pose.rotation[:] = np.asarray(rotation, np.float32).reshape(-1).tolist()
+    face.head_pose.translation_cm[:] = np.asarray(translation, np.float32).reshape(-1).tolist()
+    return face
+
+
+def hand_to_proto(handedness: str, score: float, points: np.ndarray) -> Hand:
+    return Hand(handedness=handedness, score=float(score), points=np.asarray(points, np.float32).reshape(-1).tolist())
+
+
+def mask_to_proto(counts: list[int], width: int, height: int) -> Mask:
+    return Mask(width=width, height=height, rle=counts)
+
+
+def parse_perception(data: bytes) -> Perception:
+    perception = Perception()
+    if data:
+        perception.ParseFromString(data)
+    return perception
+
+
+def face_points(face: Any) -> np.ndarray:
+    """(478, 3) points of a Face message."""
+    return np.asarray(face.points, np.float32).reshape(-1, 3)
+
+
+def hand_points(hand: Any) -> np.ndarray:
+    """(21, 3) points of a Hand message."""
+    return np.asarray(hand.points, np.float32).reshape(-1, 3)
