@@ -19,9 +19,16 @@ def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, by
 
 
 def consume(
-    settings: Settings, topic: str, match: Callable[[Message], bool], count: int, timeout_s: float = 60
+    settings: Settings,
+    topic: str,
+    match: Callable[[Message], bool],
+    count: int,
+    timeout_s: float = 60,
+    until: Callable[[list[Message]], bool] | None = None,
 ) -> list[Message]:
-    """Read `topic` from the start until `count` matching records came (or time ran out)."""
+    """Read `topic` from the start until `count` matching records came, or `until(found)` holds when given
+    (or time ran out)."""
+    done = until or (lambda found: len(found) >= count)
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -34,7 +41,7 @@ def consume(
     found: list[Message] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while len(found) < count and time.monotonic() < deadline:
+        while not done(found) and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error() and match(msg):
                 found.append(msg)

@@ -57,6 +57,7 @@ POSE_MIN_VISIBILITY = 0.1  # hand_visibility_from_hand_landmarks_from_pose.pbtxt
 POSE_ROI_SCALE = 1.65
 POSE_ROI_SHIFT_Y = -0.02
 
+HANDEDNESS_ALPHA = 0.1  # low-pass of P("Left") along a track when smoothing (MediaPipe does not smooth it)
 SAME_ROI_IOU = 0.5  # AssociationNormRectCalculator min_similarity_threshold
 # HandDuplicatesFinder: a hand is a duplicate when >= 10 of 21 landmarks lie within 0.2 x the larger baseline
 # (max of wrist-index MCP, index MCP-pinky MCP, pinky MCP-wrist) of the other hand and their boxes' IoU > 0.2.
@@ -209,22 +210,29 @@ def _outputs(out: Any, names: Sequence[str]) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class Hand:
-    """One hand: MediaPipe handedness label, presence score, (21, 3) x px, y px, z px, the ROI it was found in,
-    and where that ROI came from ("track": last frame's landmarks, "pose", "palm")."""
+    """One hand. handedness: MediaPipe's label ("Left" / "Right", mirrored-image convention: on an unmirrored frame
+    "Left" is the subject's right hand); score: hand presence; points: (21, 3) x px, y px, z px; roi: the region
+    the landmark model saw; source: where that ROI came from ("track": last frame's landmarks, "pose", "palm");
+    side: the subject's own side ("left" / "right") when the pose tells it, else ""."""
 
     handedness: str
     score: float
     points: np.ndarray
     roi: Square
     source: str = ""
+    side: str = ""
 
 
 @dataclass
 class HandTrack:
-    """One session's hand state between frames: next frame's ROIs (up to max_hands) and, when smoothing, the
-    One-Euro state of each ROI's hand (same order; (21, 3) arrays)."""
+    """One session's hand state between frames, one entry per hand found on the last frame (up to max_hands):
+    rois: next frame's ROIs; sides: the subject's side ("left" / "right") when a pose told it, else "";
+    left: smoothed probability of MediaPipe's "Left" label; filters: One-Euro state of the (21, 3) points (only
+    when smoothing). Lists of another length than `rois` are ignored."""
 
     rois: list[Square] = field(default_factory=list)
+    sides: list[str] = field(default_factory=list)
+    left: list[float] = field(default_factory=list)
     filters: list[OneEuroState] = field(default_factory=list)
 
 
@@ -233,6 +241,8 @@ class _Candidate:
     image: int
     roi: Square
     source: Source
+    side: str = ""
+    left: float | None = None
     filter: OneEuroState | None = None
 
 
@@ -242,6 +252,10 @@ class _Result:
     points: np.ndarray  # (21, 3) raw (unsmoothed)
     score: float
     left: float
+
+
+def _aligned(values: Sequence[Any], n: int) -> list[Any]:
+    return list(values) if len(values) == n else [None] * n
 
 
 def _run_palms(detect_palm: Model, images: Sequence[np.ndarray], which: list[int], max_hands: int) -> list[_Candidate]:
@@ -303,6 +317,22 @@ def _smooth(result: _Result, time_s: float) -> tuple[np.ndarray, OneEuroState]:
     )
 
 
+def pose_side(points: np.ndarray, keypoints: np.ndarray) -> str:
+    """The subject's side ("left" / "right") whose visible pose wrist is nearest this hand's wrist, within two
+    hand baselines (see is_duplicate), else ""."""
+    kps = np.asarray(keypoints, dtype=np.float64)
+    reach = 2.0 * _baseline(points)
+    side, best = "", math.inf
+    for s in SIDES:
+        w = POSE_HAND_POINTS[s][0]
+        if kps.shape[1] > 2 and not kps[w, 2] > POSE_MIN_VISIBILITY:
+            continue
+        d = math.hypot(float(points[0, 0]) - kps[w, 0], float(points[0, 1]) - kps[w, 1])
+        if d < min(best, reach):
+            side, best = s, d
+    return side
+
+
 def track_hands(
     images: Sequence[np.ndarray],
     times_s: Sequence[float],
@@ -316,59 +346,82 @@ def track_hands(
 ) -> tuple[list[list[Hand]], list[HandTrack]]:
     """Hands in a batch of RGB frames from different sessions; each model runs at most twice per batch.
 
-    Per image, the landmark model looks at: last frame's tracked ROIs; when fewer than `max_hands` are tracked,
-    also the ROIs from the pose's wrists (subject's left then right; `poses[i]` is (33, 4) px or None) that do
-    not overlap a tracked ROI; palm detection runs only for images that have neither (no pose ROI and fewer than
-    `max_hands` tracked ROIs, as MediaPipe's tracker). With `palm_fallback`, an image whose tracked / pose ROIs
-    all came back empty also gets palm detection, in a second round (off by default: on the test videos it found
-    hands on 2 more frames of 452 for 31 more palm-detector batches). Duplicates are dropped, `max_hands` kept (tracked
-    first, then pose, then palm), and each hand's raw landmarks give its ROI for the next frame; `points` are
-    One-Euro filtered along a track when `smooth`. `detect_palm` maps (N, 192, 192, 3) to boxes (N, 2016, 18) and
-    logits (N, 2016, 1); `hand_landmarks` maps (M, 224, 224, 3) to landmarks (M, 63), presence (M, 1) and
-    handedness (M, 1) (a mapping by tf2onnx name or a sequence in that order). Returns the hands per image and
-    each session's new HandTrack.
+    images: RGB uint8 frames; times_s: capture times (s) for the filters; tracks: each session's HandTrack from
+    its previous frame (None: new session / still image); poses: the frame's (33, 4) pose keypoints (x px, y px,
+    visibility, presence) of the session's shopper, or None when no body is visible.
+    detect_palm(batch (N, 192, 192, 3)) -> raw boxes (N, 2016, 18) and logits (N, 2016, 1); hand_landmarks(batch
+    (M, 224, 224, 3)) -> landmarks (M, 63), presence (M, 1), P("Left") (M, 1) [, world (M, 63)]; either may
+    return a {tf2onnx name: array} mapping or a sequence in that order.
+
+    ROIs per image, by priority: (1) last frame's tracked ROIs; (2) the pose's hand ROIs (subject's left, then
+    right) for sides no tracked hand is known to be, while fewer than `max_hands` are tracked, unless they
+    overlap a tracked ROI (IoU > 0.5); (3) palm detection, only for images with neither: no pose hand ROI and
+    fewer than `max_hands` tracked ROIs (MediaPipe's tracker likewise detects while short of hands).
+    Round 1 runs the palm detector on those images, then the landmark model on all ROIs. Round 2 runs the
+    landmark model on the pose ROI of each side whose tracked hand was lost in round 1 (same frame recovery),
+    and, with `palm_fallback`, palm detection + landmarks for images whose ROIs all missed (off by default: on
+    the test videos it recovered 2 frames of 452 for 31 more detector batches).
+    Hands with presence >= 0.5 are kept in priority order, dropping duplicates (is_duplicate), up to
+    `max_hands`; each hand's raw landmarks give its ROI for the next frame. With `smooth`, points are One-Euro
+    filtered and P("Left") low-passed along a track (a new hand starts fresh).
+
+    Returns the hands per image and each session's new HandTrack (empty lists when no hand was found).
     """
     n = len(images)
     if not (len(times_s) == len(tracks) == len(poses) == n):
         raise ValueError("images, times_s, tracks and poses must have the same length")
     candidates: list[list[_Candidate]] = [[] for _ in range(n)]
+    backups: list[tuple[_Candidate, _Candidate]] = []  # (pose candidate, the tracked candidate it stands in for)
+    from_pose_count = [0] * n
     for i in range(n):
         h, w = images[i].shape[:2]
         track = tracks[i]
         if track is not None:
-            filters: list[OneEuroState | None] = (
-                list(track.filters) if len(track.filters) == len(track.rois) else [None] * len(track.rois)
-            )
-            for roi, state in zip(track.rois[:max_hands], filters, strict=False):
+            k = len(track.rois)
+            extras = zip(_aligned(track.sides, k), _aligned(track.left, k), _aligned(track.filters, k), strict=True)
+            for roi, (side, left, state) in list(zip(track.rois, extras, strict=True))[:max_hands]:
                 if _in_image(roi, w, h):
-                    candidates[i].append(_Candidate(i, roi, "track", state if smooth else None))
+                    candidates[i].append(_Candidate(i, roi, "track", side or "", left, state if smooth else None))
         pose = poses[i]
-        if pose is not None and len(candidates[i]) < max_hands:
-            tracked = [c.roi for c in candidates[i]]
+        if pose is not None:
+            tracked = list(candidates[i])
             for side in SIDES:
                 from_pose = hand_roi_from_pose(pose, side)
                 if from_pose is None or not _in_image(from_pose, w, h):
                     continue
-                if all(roi_iou(from_pose, t) <= SAME_ROI_IOU for t in tracked):
-                    candidates[i].append(_Candidate(i, from_pose, "pose"))
+                candidate = _Candidate(i, from_pose, "pose", side)
+                from_pose_count[i] += 1
+                # A side whose hand is tracked needs no pose ROI (even when the pose's wrist has drifted off the
+                # hand) unless that track is lost: then the pose ROI is tried in round 2.
+                same_side = [t for t in tracked if t.side == side]
+                if same_side:
+                    candidate.left, candidate.filter = same_side[0].left, same_side[0].filter
+                    backups.append((candidate, same_side[0]))
+                elif len(tracked) < max_hands and all(roi_iou(from_pose, t.roi) <= SAME_ROI_IOU for t in tracked):
+                    candidates[i].append(candidate)
 
     # Round 1: palms where neither enough tracked hands nor the pose say where to look (MediaPipe: palm detection
     # runs while fewer than max_hands are tracked), then one landmark batch for everything.
-    need = [i for i in range(n) if len(candidates[i]) < max_hands and all(c.source == "track" for c in candidates[i])]
+    need = [i for i in range(n) if len(candidates[i]) < max_hands and not from_pose_count[i]]
     for c in _run_palms(detect_palm, images, need, max_hands):
         if all(roi_iou(c.roi, t.roi) <= SAME_ROI_IOU for t in candidates[c.image]):
             candidates[c.image].append(c)
     jobs = [c for cs in candidates for c in cs]
     results: list[list[_Result]] = [[] for _ in range(n)]
+    found: dict[int, bool] = {}
     for r in _run_landmarks(hand_landmarks, images, jobs):
         results[r.candidate.image].append(r)
+        found[id(r.candidate)] = r.score >= MIN_PRESENCE
 
-    # Round 2: images whose tracked / pose ROIs all missed get palm detection.
+    # Round 2: the pose ROI of a side whose tracked hand was just lost and, with `palm_fallback`, palm detection
+    # for images whose tracked / pose ROIs all missed.
+    second = [pose_c for pose_c, tracked_c in backups if not found.get(id(tracked_c), False)]
     if palm_fallback:
         ran = set(need)
         retry = [i for i in range(n) if i not in ran and all(r.score < MIN_PRESENCE for r in results[i])]
-        for r in _run_landmarks(hand_landmarks, images, _run_palms(detect_palm, images, retry, max_hands)):
-            results[r.candidate.image].append(r)
+        second.extend(_run_palms(detect_palm, images, retry, max_hands))
+    for r in _run_landmarks(hand_landmarks, images, second):
+        results[r.candidate.image].append(r)
 
     hands: list[list[Hand]] = []
     new_tracks: list[HandTrack] = []
@@ -383,13 +436,20 @@ def track_hands(
         kept = kept[:max_hands]
         out: list[Hand] = []
         track = HandTrack()
+        pose = poses[i]
         for r in kept:
             points = r.points
             if smooth:
                 points, state = _smooth(r, float(times_s[i]))
                 track.filters.append(state)
+            left = r.left
+            if smooth and r.candidate.left is not None:
+                left = HANDEDNESS_ALPHA * r.left + (1.0 - HANDEDNESS_ALPHA) * r.candidate.left
+            side = r.candidate.side or ("" if pose is None else pose_side(r.points, pose))
             track.rois.append(hand_roi_from_landmarks(r.points))
-            out.append(Hand(handedness_label(r.left), r.score, points, r.candidate.roi, r.candidate.source))
+            track.sides.append(side)
+            track.left.append(float(left))
+            out.append(Hand(handedness_label(left), r.score, points, r.candidate.roi, r.candidate.source, side))
         hands.append(out)
         new_tracks.append(track)
     return hands, new_tracks
