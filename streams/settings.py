@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(3 * 1024 * 1024, description="Largest encoded image accepted in a Frame.")
     max_image_side: int = Field(4096, description="Largest width or height accepted in a Frame.")
     perception: Annotated[frozenset[Literal["face", "hands", "mask"]], NoDecode] = Field(
-        frozenset({"face", "hands", "mask"}),
+        frozenset({"face", "mask"}),
         description="Perception run on every frame besides the pose (comma-separated: face,hands,mask).",
     )
     max_people: int = Field(1, ge=1, le=8, description="People reported per frame; people[0] is the shopper.")

@@ -152,7 +152,7 @@ def perceive(frames: list[FrameInput], models: Models, canonical_face: dict[str,
                 codec.hand_track_to_proto(hand_track, outputs[i].state)
             outputs[i].hands = list(hs)
             for hand in hs:
-                outputs[i].perception.hands.append(codec.hand_to_proto(hand.handedness, hand.score, hand.points))
+                outputs[i].perception.hands.append(codec.hand_to_proto(hand))
 
     # -- mask -----------------------------------------------------------------------------------------------
     asked = [i for i, f in enumerate(frames) if f.mask]

@@ -112,6 +112,8 @@ def hand_track_from_proto(state: PerceptionState) -> hands.HandTrack | None:
     filters = [filter_from_proto(f, (hands.NUM_POINTS, 3)) for f in state.hands.filters]
     return hands.HandTrack(
         rois=[roi_from_proto(r) for r in state.hands.rois],
+        sides=list(state.hands.sides),
+        left=list(state.hands.left),
         filters=[f for f in filters if f is not None] if len(filters) == len(state.hands.rois) else [],
     )
 
@@ -122,6 +124,8 @@ def hand_track_to_proto(track: hands.HandTrack, state: PerceptionState) -> None:
         roi_to_proto(roi, state.hands.rois.add())
     for f in track.filters:
         filter_to_proto(f, state.hands.filters.add())
+    state.hands.sides[:] = track.sides
+    state.hands.left[:] = [float(v) for v in track.left]
 
 
 def mask_track_from_proto(state: PerceptionState) -> segmentation.MaskTrack | None:
@@ -153,8 +157,13 @@ def face_to_proto(points: np.ndarray, score: float, rotation: np.ndarray, transl
     return face
 
 
-def hand_to_proto(handedness: str, score: float, points: np.ndarray) -> Hand:
-    return Hand(handedness=handedness, score=float(score), points=np.asarray(points, np.float32).reshape(-1).tolist())
+def hand_to_proto(hand: hands.Hand) -> Hand:
+    """The subject's own hand: the side the pose gave it, else the model's label un-mirrored (the model labels a
+    selfie view; camera frames here are not mirrored)."""
+    side = hand.side.capitalize() if hand.side else {"Left": "Right", "Right": "Left"}[hand.handedness]
+    return Hand(
+        handedness=side, score=float(hand.score), points=np.asarray(hand.points, np.float32).reshape(-1).tolist()
+    )
 
 
 def mask_to_proto(counts: list[int], width: int, height: int) -> Mask:

@@ -150,21 +150,33 @@ class HandTrackState(_message.Message):
 
     ROIS_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
+    SIDES_FIELD_NUMBER: _builtins.int
+    LEFT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def rois(self) -> _containers.RepeatedCompositeFieldContainer[Global___Roi]: ...
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterState]:
         """One-Euro state of each tracked hand's 21 x 3 points, same order as rois"""
 
+    @_builtins.property
+    def sides(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the subject's side of each hand ("left", "right", "" when unknown)"""
+
+    @_builtins.property
+    def left(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """smoothed probability of the hand model's mirrored "Left" label"""
+
     def __init__(
         self,
         *,
         rois: _abc.Iterable[Global___Roi] | None = ...,
         filters: _abc.Iterable[Global___FilterState] | None = ...,
+        sides: _abc.Iterable[_builtins.str] | None = ...,
+        left: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "rois", b"rois"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "left", b"left", "rois", b"rois", "sides", b"sides"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
