@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_DETECTOR
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.sender import frames_of, send
@@ -53,6 +54,11 @@ def test_photo_session_renders_keypoints_on_the_person(stack: Settings, data_dir
     assert image is not None and image.shape[:2] == (667, 1000)
     assert frame.item_id == "sku-123"
     assert {"infer", "pose_detection", "pose_landmark", "render"} <= set(frame.stage_seconds)
+    # Perception travels with the frame: the shopper and the person mask (the face is too small here to mesh).
+    perception = frame.perception
+    assert len(perception.people) == 1 and perception.people[0].keypoints[0].x == frame.keypoints[0].x
+    assert perception.pose_source == POSE_SOURCE_DETECTOR  # a photo: no track to follow
+    assert perception.mask.width == 1000 and sum(perception.mask.rle) == 1000 * 667
 
 
 def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_dir: Path) -> None:
@@ -101,3 +107,41 @@ def test_vto_pose_prints_per_frame_pixel_keypoints(stack: Settings, data_dir: Pa
     assert len(frame["keypoints"]) == 33 and all(len(k) == 3 for k in frame["keypoints"])
     nose_x, nose_y, visibility = frame["keypoints"][0]
     assert 0 < nose_x < 960 and 0 < nose_y < 640 and visibility > 0.5
+
+
+def test_vto_pose_video_with_face_hands_people_and_masks(stack: Settings, data_dir: Path, tmp_path: Path) -> None:
+    """The `vto pose` contract: a video runs in tracking mode and each frame adds face, hands and people."""
+    video = data_dir / "people" / "videos" / "mediapipe_selfie_upper_body.mp4"
+    clip = tmp_path / "clip.mp4"  # the first 20 frames keep the test short
+    capture = cv2.VideoCapture(str(video))
+    writer = None
+    for _ in range(20):
+        ok, bgr = capture.read()
+        assert ok
+        if writer is None:
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (bgr.shape[1], bgr.shape[0]))
+        writer.write(bgr)
+    assert writer is not None
+    writer.release()
+    capture.release()
+    masks = tmp_path / "masks"
+    command = [sys.executable, "-m", "streams.cli", "pose", str(clip), "--json", "--face", "--hands"]
+    command += ["--max-people", "2", "--mask-dir", str(masks)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["mode"].startswith("video")
+    frames = out["frames"]
+    assert len(frames) == 20
+    assert frames[0]["pose_source"] == "detector"
+    assert [f["pose_source"] for f in frames[1:]].count("tracking") >= 18
+    for frame in frames:
+        assert len(frame["keypoints"]) == 33 and all(len(k) == 3 for k in frame["keypoints"])
+        assert len(frame["face"]) == 478 and all(len(p) == 2 for p in frame["face"])
+        assert 1 <= len(frame["people"]) <= 2
+        assert all(h["handedness"] in ("Left", "Right") and len(h["points"]) == 21 for h in frame["hands"])
+    assert sum(bool(f["hands"]) for f in frames) >= 15
+    written = sorted(masks.glob("*.png"))
+    assert len(written) == 20
+    mask = cv2.imread(str(written[0]), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (frames[0]["height"], frames[0]["width"]) and 0.05 < (mask > 127).mean() < 0.95
