@@ -10,6 +10,7 @@ partitions are assigned (streams/session_store.py), before their frames are hand
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -25,11 +26,29 @@ from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Outputs, Record
 from streams.session_store import read_states
 from streams.settings import Settings, get_settings
+from streams.tryon.catalogue import Catalogue
+
+log = logging.getLogger(__name__)
 
 
 def _record(event: Any) -> Record:
     msg = event.message
     return Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+
+
+class CatalogueCategories:
+    """The worker's view of the catalogue: item -> category, re-read when its files change (checked every 2 s)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.catalogue = Catalogue(settings.catalogue_dir)
+        self.checked = time.monotonic()
+
+    def category(self, item_id: str) -> str | None:
+        if time.monotonic() - self.checked > 2.0:
+            self.catalogue.reload_if_changed()
+            self.checked = time.monotonic()
+        item = self.catalogue.get(item_id)
+        return None if item is None else item.category
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
@@ -75,11 +94,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 on_retry=metrics.inference_retries.inc,
             )
             holder["tryon"] = tryon
-            holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id)
+            holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
         return holder["pipeline"]  # type: ignore[no-any-return]
 
     async def publish(out: Outputs) -> None:
-        """Stage 'publish': send everything, then wait for the broker to confirm it all."""
+        """Stage 'publish': send everything, then wait for the broker to confirm it all. Session states go only
+        after the frames and events they account for are confirmed: a state on the topic means its frames
+        were delivered, so a worker that takes over may drop them as replayed."""
         started = time.perf_counter()
         pending = []
         for destination, pairs in (
@@ -89,10 +110,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         ):
             for key, value in pairs:
                 pending.append(await destination.send(key=key, value=value))
-        for partition, key, state in out.states:
-            pending.append(await state_topic.send(key=key, value=state, partition=partition))
-        if pending:
-            await asyncio.gather(*pending)
+        await asyncio.gather(*pending)
+        states = [await state_topic.send(key=key, value=state, partition=p) for p, key, state in out.states]
+        await asyncio.gather(*states)
+        if pending or states:
             metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
 
     @app.agent(frames_topic)
@@ -115,7 +136,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if not partitions:
             return
         started = time.perf_counter()
-        values = await asyncio.get_running_loop().run_in_executor(None, read_states, settings, partitions)
+        try:
+            values = await asyncio.get_running_loop().run_in_executor(None, read_states, settings, partitions)
+        except Exception:
+            log.exception("could not read session states of partitions %s; their sessions start afresh", partitions)
+            metrics.state_restore_failures.inc()
+            return
         restored = pipeline().restore(values)
         app.log.info(
             "restored %d session states of partitions %s in %.3f s", restored, partitions, time.perf_counter() - started

@@ -20,7 +20,7 @@ def _pose(
     render_dir: Path | None,
     face: bool,
     hands: bool,
-    max_people: int,
+    max_people: int | None,
     mask_dir: Path | None,
 ) -> dict[str, object]:
     """Per-frame perception of a photo, image folder or video, computed by the Triton `tryon` model.
@@ -62,7 +62,7 @@ def _pose(
                 face=face,
                 hands=hands,
                 mask=mask_dir is not None,
-                max_people=max_people,
+                max_people=max_people or 1,
             )
             result = tryon_result(client.infer(settings.triton_model, tryon_inputs(request)))
             state = result.state if video else b""
@@ -85,7 +85,7 @@ def _pose(
                     {"handedness": h.handedness, "score": round(h.score, 3), "points": rounded(hand_points(h))}
                     for h in perception.hands
                 ]
-            if max_people > 1:
+            if max_people is not None:  # asked for: people[0] is the shopper whose keypoints are above
                 entry["people"] = [
                     {
                         "score": round(p.score, 4),
@@ -113,6 +113,109 @@ def _pose(
             "hand_format": "21 x [x_px, y_px]",
             "frames": frames,
         }
+
+
+def _tryon(settings: Settings, image: Path, item_id: str, out: Path) -> dict[str, object]:
+    """A photo through the same `tryon` pipeline the stream uses, with `item_id` on; writes the result."""
+    import cv2
+    import numpy as np
+    import tritonclient.grpc as grpc
+    from tritonclient.utils import InferenceServerException
+
+    from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+    from streams.stack import triton
+    from streams.tryon.catalogue import Catalogue
+    from streams.tryon.categories import FEATURES
+
+    item = Catalogue(settings.catalogue_dir).get(item_id)
+    if item is None:
+        raise VTOError(f"item {item_id!r} is not in the catalogue at {settings.catalogue_dir} (`vto catalogue list`)")
+    if not image.is_file():
+        raise VTOError(f"{image} is not a file")
+    features = FEATURES[item.category]
+    request = TryOnRequest(
+        image.read_bytes(),
+        item_id=item_id,
+        face="face" in features,
+        hands="hands" in features,
+        mask="mask" in features,
+    )
+    with triton.running(settings):
+        client = grpc.InferenceServerClient(settings.triton_grpc_url)
+        try:
+            result = tryon_result(client.infer(settings.triton_model, tryon_inputs(request)))
+        except InferenceServerException as exc:
+            raise VTOError(f"{image}: {exc.message()}") from exc
+        finally:
+            client.close()
+    bgr = cv2.imdecode(np.frombuffer(result.rendered, np.uint8), cv2.IMREAD_COLOR)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if bgr is None or not cv2.imwrite(str(out), bgr):
+        raise VTOError(f"could not write {out}")
+    return {
+        "image": str(image),
+        "item": item_id,
+        "category": item.category,
+        "out": str(out),
+        "pose_found": result.pose_found,
+        "width": result.width,
+        "height": result.height,
+    }
+
+
+def _catalogue(settings: Settings, args: argparse.Namespace) -> int:
+    """`vto catalogue list | validate | add`: the try-on catalogue in settings.catalogue_dir."""
+    from streams.tryon.catalogue import CATEGORIES, check_catalogue, describe, item_json, item_problems
+
+    folder = settings.catalogue_dir
+    if args.action == "add":
+        from streams.tryon.anchors import add_item
+
+        if args.category not in CATEGORIES:
+            raise VTOError(f"unknown category {args.category!r} (one of: {', '.join(CATEGORIES)})")
+        if not args.photo.is_file():
+            raise VTOError(f"{args.photo} is not a file")
+        try:
+            added = add_item(
+                folder, args.photo, args.category, args.id, args.name, args.licence, args.source, args.replace
+            )
+        except ValueError as exc:
+            raise VTOError(str(exc)) from exc
+        print(f"wrote {added.folder / 'item.json'}")
+        print(f"wrote {added.folder / added.meta['image']}")
+        print(f"wrote {added.preview} (check the anchors on it)")
+        print(item_json(added.meta), end="")
+        _, problems = item_problems(added.folder)
+        for problem in problems:
+            print(f"invalid: {problem.item_id}\t{problem.field}\t{problem.message}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"valid; the size chart is empty: fill it in {added.folder / 'item.json'}, then `vto catalogue validate`")
+        return 0
+    items, problems = check_catalogue(folder)
+    if args.action == "validate":
+        for problem in problems:
+            print(f"{problem.item_id}\t{problem.field}\t{problem.message}")
+        if problems:
+            bad = len({p.item_id for p in problems})
+            print(f"{len(problems)} problem(s) in {bad} item(s); {len(items)} valid in {folder}", file=sys.stderr)
+            return 1
+        print(f"{len(items)} items valid in {folder}")
+        return 0
+    listed = describe(items[k] for k in sorted(items))
+    if args.json:
+        print(json.dumps(listed))
+    else:
+        rows = [("id", "category", "name", "sizes")] + [
+            (i["id"], i["category"], i["name"], ",".join(i["sizes"]) or "-") for i in listed
+        ]
+        widths = [max(len(str(r[c])) for r in rows) for c in range(3)]
+        for r in rows:
+            print("  ".join(str(r[c]).ljust(widths[c]) for c in range(3)) + "  " + r[3])
+    if problems:
+        bad = len({p.item_id for p in problems})
+        print(f"{bad} invalid item(s) not listed: `vto catalogue validate`", file=sys.stderr)
+    return 0
 
 
 def _config_table() -> str:
@@ -143,14 +246,34 @@ def main(argv: list[str] | None = None) -> int:
     pose.add_argument("--render-dir", type=Path, help="also write the rendered frames here")
     pose.add_argument("--face", action="store_true", help="add the 478-point face mesh per frame")
     pose.add_argument("--hands", action="store_true", help="add hands (21 points, handedness) per frame")
-    pose.add_argument("--max-people", type=int, default=1, help="report up to N people per frame (`people`)")
+    pose.add_argument("--max-people", type=int, help="report up to N people per frame (adds `people`)")
     pose.add_argument("--mask-dir", type=Path, help="write the person mask of each frame here as PNG")
     demo = sub.add_parser("demo", help="a real video through the whole embedded stack, with figures")
     demo.add_argument("--video", type=Path)
     demo.add_argument("--fps", type=float, default=15.0, help="pacing of the video (the product's design rate)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.add_argument("--keep-up", action="store_true", help="leave the stack running afterwards")
+    demo.add_argument(
+        "--item", action="append", default=[], help="catalogue item to try on (repeat: the video is split between them)"
+    )
+    tryon = sub.add_parser("tryon", help="render a catalogue item onto a photo with the Triton pipeline")
+    tryon.add_argument("image", type=Path)
+    tryon.add_argument("--item", required=True, help="catalogue item id (`vto catalogue list`)")
+    tryon.add_argument("-o", "--out", type=Path, required=True, help="output image (PNG or JPEG)")
     sub.add_parser("config", help="print the configuration variables as a Markdown table")
+    catalogue = sub.add_parser("catalogue", help="the try-on catalogue (VTO_CATALOGUE_DIR): list, validate, add")
+    catalogue_sub = catalogue.add_subparsers(dest="action", required=True)
+    catalogue_list = catalogue_sub.add_parser("list", help="the valid items (a table, or JSON with --json)")
+    catalogue_list.add_argument("--json", action="store_true", help="a JSON list of {id, category, name, ...}")
+    catalogue_sub.add_parser("validate", help="check every item; exit 1 listing each problem (item, field, message)")
+    catalogue_add = catalogue_sub.add_parser("add", help="a new item from a product photo: cut out, anchors proposed")
+    catalogue_add.add_argument("photo", type=Path, help="product photo on a plain background, or an RGBA cut-out")
+    catalogue_add.add_argument("--category", required=True, help="top, dress, glasses, hat, earrings, ... lipstick")
+    catalogue_add.add_argument("--id", help="item id (default: from the photo's file name)")
+    catalogue_add.add_argument("--name", help="shown to shoppers (default: from the photo's file name)")
+    catalogue_add.add_argument("--licence", default="LicenseRef-retailer", help="the photo's licence (SPDX id)")
+    catalogue_add.add_argument("--source", help="where the photo comes from (default: its file name)")
+    catalogue_add.add_argument("--replace", action="store_true", help="overwrite an existing item of that id")
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -177,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             sent = send_session(settings, frames_of(args.path), args.session, args.fps, args.item)
             print(f"sent {len(sent)} frames of session {args.session} to {settings.frames_topic}")
         elif args.command == "pose":
-            if not 1 <= args.max_people <= 8:
+            if args.max_people is not None and not 1 <= args.max_people <= 8:
                 parser.error("--max-people must be between 1 and 8")
             result = _pose(settings, args.path, args.render_dir, args.face, args.hands, args.max_people, args.mask_dir)
             print(json.dumps(result))
@@ -185,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             from streams import demo as demo_module
 
             video = args.video or settings.data_dir / demo_module.DEFAULT_VIDEO
-            summary = demo_module.run(settings, video, args.out, args.fps, args.keep_up)
+            summary = demo_module.run(settings, video, args.out, args.fps, args.keep_up, args.item)
             print(f"video            {summary.video}")
             print(f"frames sent      {summary.frames_sent}")
             print(f"frames rendered  {summary.frames_rendered} ({summary.frames_with_pose} with a pose)")
@@ -200,8 +323,12 @@ def main(argv: list[str] | None = None) -> int:
             if summary.frames_rendered < summary.frames_sent:
                 print("error: not every frame came back rendered", file=sys.stderr)
                 return 1
+        elif args.command == "tryon":
+            print(json.dumps(_tryon(settings, args.image, args.item, args.out)))
         elif args.command == "config":
             print(_config_table())
+        elif args.command == "catalogue":
+            return _catalogue(settings, args)
     except VTOError as exc:
         print(f"vto: {exc}", file=sys.stderr)
         return 1

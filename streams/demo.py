@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from streams.settings import Settings
 from streams.stack import embedded
 
 DEFAULT_VIDEO = "people/videos/mediapipe_full_body_dance.mp4"
+DEFAULT_ITEMS = ("tee-breton-stripes", "sneaker-white-red", "sunglasses-blue-wayfarer")  # a third of the video each
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,10 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, tile: int = 240) -
     return np.vstack(rows)
 
 
-def run(settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: bool = False) -> Summary:
+def run(
+    settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: bool = False, items: Sequence[str] = ()
+) -> Summary:
+    """The video through the whole embedded stack as one session trying on `items` in turn (DEFAULT_ITEMS)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     clip = list(frames_of(video))  # encoded up front, as a client's device would: not on the clock
     embedded.up(settings)
@@ -101,7 +106,7 @@ def run(settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: boo
             )
         )
         collector.start()  # consume while sending: latency is measured as a shopper would see it
-        sent = send(settings, clip, session, fps=fps, item="demo-skeleton")
+        sent = send(settings, clip, session, fps=fps, item=list(items or DEFAULT_ITEMS))
         collector.join()
         consumer.close()
     finally:

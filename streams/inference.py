@@ -34,6 +34,7 @@ class TryOnRequest:
     mask: bool = False
     max_people: int = 1
     client_keypoints: np.ndarray | None = None  # (33, 4): skips the pose models
+    item_id: str = ""  # catalogue item to render (empty: the frame as captured)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def tryon_inputs(request: TryOnRequest) -> list[triton.InferInput]:
         _input("CAPTURE_TIME_US", np.array([[request.capture_time_us]], dtype=np.int64), "INT64"),
         _input("FEATURES", np.array([[request.face, request.hands, request.mask]], dtype=np.bool_), "BOOL"),
         _input("MAX_PEOPLE", np.array([[request.max_people]], dtype=np.int32), "INT32"),
+        _input("ITEM_ID", np.array([[request.item_id.encode()]], dtype=np.object_), "BYTES"),
     ]
     if request.client_keypoints is not None:
         keypoints = np.asarray(request.client_keypoints, dtype=np.float32).reshape(1, 33, 4)

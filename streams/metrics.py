@@ -62,4 +62,9 @@ class Metrics:
             "Session states read back from the state topic after a partition was assigned.",
             registry=registry,
         )
+        self.state_restore_failures = Counter(
+            "vto_state_restore_failures_total",
+            "Partition assignments whose session states could not be read back (sessions restarted their tracks).",
+            registry=registry,
+        )
         self.ready = Gauge("vto_worker_ready", "1 while the worker has partitions and takes frames.", registry=registry)

@@ -38,13 +38,16 @@ from streams.proto.vto.v1.session_control_pb2 import SessionControl
 from streams.proto.vto.v1.session_state_pb2 import SessionState as SessionStateMessage
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
+from streams.tryon.categories import FEATURES
 
 log = logging.getLogger(__name__)
 
 MAGIC = {IMAGE_FORMAT_JPEG: b"\xff\xd8\xff", IMAGE_FORMAT_PNG: b"\x89PNG\r\n\x1a\n"}
 NUM_KEYPOINTS = 33
 KNOWN_ACTIONS = (SessionControl.ACTION_START, SessionControl.ACTION_SELECT_ITEM, SessionControl.ACTION_END)
-MAX_SESSIONS = 100_000  # per worker; least recently seen sessions are forgotten first
+# Per worker; least recently seen sessions are forgotten first (their state is on the state topic). A session's
+# state is ~32 KB with face tracking, so 10 000 sessions bound it to ~320 MB.
+MAX_SESSIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,12 @@ class Outputs:
 
 class TryOn(Protocol):
     async def infer(self, request: TryOnRequest) -> TryOnResult: ...
+
+
+class Categories(Protocol):
+    """What the worker needs of the catalogue: an item's category, or None for an unknown item."""
+
+    def category(self, item_id: str) -> str | None: ...
 
 
 @dataclass
@@ -151,8 +160,11 @@ def validate(record: Record, settings: Settings) -> Frame:
 
 
 class FramePipeline:
-    def __init__(self, settings: Settings, tryon: TryOn, metrics: Metrics, worker_id: str) -> None:
+    def __init__(
+        self, settings: Settings, tryon: TryOn, metrics: Metrics, worker_id: str, catalogue: Categories | None = None
+    ) -> None:
         self.settings = settings
+        self.catalogue = catalogue
         self.tryon = tryon
         self.metrics = metrics
         self.worker_id = worker_id
@@ -226,6 +238,9 @@ class FramePipeline:
                 self._drop("replayed")
                 continue
             self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
+            if frame.item_id and self._category(frame.item_id) is None:
+                self._reject(out, record, BadInput("unknown_item", f"item {frame.item_id!r} is not in the catalogue"))
+                continue
             fresh.append((record, frame))
         by_session: dict[str, list[int]] = {}
         for index, (_, frame) in enumerate(fresh):
@@ -266,8 +281,12 @@ class FramePipeline:
         client = None
         if frame.client_keypoints:
             client = np.array([[k.x, k.y, k.visibility, k.presence] for k in frame.client_keypoints], np.float32)
-        features = self.settings.perception
+        item_id = frame.item_id or state.item_id
+        category = self._category(item_id) if item_id else None
+        # What the item's renderer needs, plus what the operator asked for on every frame.
+        features = self.settings.perception | FEATURES.get(category or "", frozenset())
         return TryOnRequest(
+            item_id=item_id if category is not None else "",
             image=frame.image,
             capture_time_us=frame.capture_time_unix_us,
             state=state.perception,
@@ -295,6 +314,11 @@ class FramePipeline:
                 self.metrics.stage_seconds.labels(stage).observe(seconds)
         return result, infer_s
 
+    def _category(self, item_id: str) -> str | None:
+        if self.catalogue is None:  # no catalogue configured: items are passed through unchecked
+            return "" if item_id else None
+        return self.catalogue.category(item_id)
+
     def _reject(self, out: Outputs, record: Record, error: BadInput) -> None:
         self._dead_letter(out, record, error)
         self.metrics.frames.labels("dead_letter").inc()
@@ -310,7 +334,7 @@ class FramePipeline:
             sequence=frame.sequence,
             capture_time_unix_us=frame.capture_time_unix_us,
             camera_id=frame.camera_id,
-            item_id=frame.item_id,
+            item_id=frame.item_id or self._session(frame.session_id).item_id,
             image=result.rendered,
             format=IMAGE_FORMAT_JPEG,
             width=result.width,
@@ -358,6 +382,12 @@ class FramePipeline:
                 raise BadInput(
                     "unknown_action", f"SessionControl.action {control.action} is not START, SELECT_ITEM or END"
                 )
+            if (
+                control.item_id
+                and control.action != SessionControl.ACTION_END
+                and self._category(control.item_id) is None
+            ):
+                raise BadInput("unknown_item", f"item {control.item_id!r} is not in the catalogue")
         except SerializationError as exc:
             self._dead_letter(out, record, BadInput("undecodable", str(exc)))
             return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +78,16 @@ def send(
     frames: Iterable[EncodedFrame],
     session: str,
     fps: float,
-    item: str = "",
+    item: str | Sequence[str] = "",
     camera: str = "cam0",
 ) -> list[Sent]:
-    """Publish START, each (image, format, width, height) at `fps` (0 = at once), then END; return what was sent."""
+    """Publish START, each (image, format, width, height) at `fps` (0 = at once), then END; return what was sent.
+
+    `item` is the catalogue item tried on; a list of items splits the frames into equal runs, one per item
+    (each frame names its item, so the session switches items as a shopper picking from the page would)."""
+    frames = list(frames)
+    items = [item] if isinstance(item, str) else list(item) or [""]
+    per_item = max(1, -(-len(frames) // len(items)))
     prod = producer(settings)
     errors: list[str] = []
 
@@ -90,7 +96,7 @@ def send(
             errors.append(str(err))
 
     def control(action: SessionControl.Action.ValueType) -> None:
-        msg = SessionControl(session_id=session, action=action, item_id=item, time_unix_us=time.time_ns() // 1000)
+        msg = SessionControl(session_id=session, action=action, item_id=items[0], time_unix_us=time.time_ns() // 1000)
         prod.produce(settings.control_topic, key=session.encode(), value=msg.SerializeToString(), on_delivery=delivered)
 
     control(SessionControl.ACTION_START)
@@ -113,7 +119,7 @@ def send(
             format=fmt,
             width=width,
             height=height,
-            item_id=item,
+            item_id=items[min(seq // per_item, len(items) - 1)],
         )
         prod.produce(
             settings.frames_topic, key=session.encode(), value=frame.SerializeToString(), on_delivery=delivered

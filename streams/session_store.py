@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def read_states(settings: Settings, partitions: list[int], timeout_s: float = 30.0) -> list[tuple[bytes, bytes | None]]:
-    """(key, value) of every record of the given state partitions in offset order; value None = tombstone."""
+    """The latest (key, value) per session of the given state partitions; value None = tombstone.
+
+    Only the last record per key is kept while reading, so memory is bounded by the live sessions, not by the
+    records compaction has not yet removed."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -31,7 +34,7 @@ def read_states(settings: Settings, partitions: list[int], timeout_s: float = 30
             "fetch.max.bytes": 64 * 1024 * 1024,
         }
     )
-    records: list[tuple[bytes, bytes | None]] = []
+    latest: dict[bytes, bytes | None] = {}
     try:
         pending: dict[int, int] = {}
         starts = []
@@ -41,7 +44,7 @@ def read_states(settings: Settings, partitions: list[int], timeout_s: float = 30
                 pending[p] = high
                 starts.append(TopicPartition(settings.state_topic, p, low))
         if not starts:
-            return records
+            return []
         consumer.assign(starts)
         deadline = time.monotonic() + timeout_s
         while pending:
@@ -57,9 +60,10 @@ def read_states(settings: Settings, partitions: list[int], timeout_s: float = 30
                     continue
                 raise KafkaException(error)
             if key is not None:
-                records.append((key, msg.value()))
+                latest.pop(key, None)  # re-insert: dict order stays the order of each key's last record
+                latest[key] = msg.value()
             if int(msg.offset() or 0) + 1 >= pending.get(partition, 0):
                 pending.pop(partition, None)
     finally:
         consumer.close()
-    return records
+    return list(latest.items())

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(ROOT / ".cache", description="Downloads, venvs and converted models (outside git).")
     run_dir: Path = Field(ROOT / ".cache" / "run", description="PID files, logs and Kafka data of the embedded stack.")
     data_dir: Path = Field(ROOT.parent / "shared" / "data", description="Sample photos and videos (demo, tests).")
+    catalogue_dir: Path = Field(
+        ROOT / "catalogue",
+        description="Try-on catalogue: one folder per item (item.json + RGBA image), re-read when it changes.",
+    )
     log_level: str = Field("INFO", description="Log level of workers and CLI.")
 
     @field_validator("perception", mode="before")

@@ -68,7 +68,9 @@ class FrameOutput:
     state: PerceptionState
     mask: np.ndarray | None = None  # (H, W) float32 in [0, 1], for the renderer
     face_points: np.ndarray | None = None  # (478, 3)
-    hands: list[Any] = field(default_factory=list)
+    head_rotation: np.ndarray | None = None  # (3, 3)
+    head_translation: np.ndarray | None = None  # (3,) cm
+    hands: list[hands.Hand] = field(default_factory=list)
 
 
 def perceive(frames: list[FrameInput], models: Models, canonical_face: dict[str, np.ndarray]) -> list[FrameOutput]:
@@ -130,6 +132,7 @@ def perceive(frames: list[FrameInput], models: Models, canonical_face: dict[str,
                 codec.face_track_to_proto(face_track, outputs[i].state)
             if found_face is not None:
                 outputs[i].face_points = found_face.points
+                outputs[i].head_rotation, outputs[i].head_translation = found_face.rotation, found_face.translation
                 outputs[i].perception.face.CopyFrom(
                     codec.face_to_proto(
                         found_face.points, found_face.score, found_face.rotation, found_face.translation

@@ -158,9 +158,8 @@ def face_to_proto(points: np.ndarray, score: float, rotation: np.ndarray, transl
 
 
 def hand_to_proto(hand: hands.Hand) -> Hand:
-    """The subject's own hand: the side the pose gave it, else the model's label un-mirrored (the model labels a
-    selfie view; camera frames here are not mirrored)."""
-    side = hand.side.capitalize() if hand.side else {"Left": "Right", "Right": "Left"}[hand.handedness]
+    """Handedness is the subject's own hand (hands.subject_handedness)."""
+    side = hands.subject_handedness(hand)
     return Hand(
         handedness=side, score=float(hand.score), points=np.asarray(hand.points, np.float32).reshape(-1).tolist()
     )

@@ -9,6 +9,7 @@ in one batch. A request whose image cannot be decoded gets an error response of 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +21,15 @@ import triton_python_backend_utils as pb_utils
 
 from streams.serving import perception
 from streams.serving import state_codec as codec
+from streams.tryon.catalogue import Catalogue
+from streams.tryon.render import render as render_item
+from streams.tryon.scene import HandView, Scene
 from streams.vision import blazepose
-from streams.vision.render import draw_skeleton
+from streams.vision.hands import subject_handedness
 
 MAX_SIDE = 4096
+MAX_PEOPLE = 8
+ROOT = Path(__file__).resolve().parents[2]
 TIMING_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "render", "encode")
 MODEL_STAGE = {
     "pose_detection": "pose_detection",
@@ -64,6 +70,8 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"{npz} is missing: run `make models`")
         with np.load(npz) as data:
             self.canonical_face = {k: data[k] for k in data.files}
+        # The catalogue the workers also read; reloaded when its files change (no restart for new items).
+        self.catalogue = Catalogue(Path(os.environ.get("VTO_CATALOGUE_DIR") or ROOT / "catalogue"))
         self.timings = np.zeros(len(TIMING_STAGES), dtype=np.float32)
 
     def _bls(self, model: str, outputs: list[str], input_name: str = "input_1") -> Callable[..., dict[str, np.ndarray]]:
@@ -105,6 +113,19 @@ class TritonPythonModel:
             selfie_segmentation=lambda batch: selfie(batch)["activation_10"],
         )
 
+    @staticmethod
+    def _scene(bgr: np.ndarray, frame: perception.FrameInput, result: perception.FrameOutput) -> Scene:
+        return Scene(
+            bgr=bgr,
+            time_s=frame.time_s,
+            keypoints=result.keypoints if result.pose_score >= blazepose.MIN_POSE_PRESENCE else None,
+            face=result.face_points,
+            head_rotation=result.head_rotation,
+            head_translation=result.head_translation,
+            hands=[HandView(subject_handedness(h), h.points) for h in result.hands],
+            mask=result.mask,
+        )
+
     def execute(self, requests: list[Any]) -> list[Any]:
         self.timings[:] = 0
         t0 = time.perf_counter()
@@ -112,6 +133,7 @@ class TritonPythonModel:
         errors: dict[int, str] = {}
         inputs: dict[int, perception.FrameInput] = {}
         render: dict[int, bool] = {}
+        items: dict[int, str] = {}
         for i, request in enumerate(requests):
             data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)[0]
             try:
@@ -121,6 +143,8 @@ class TritonPythonModel:
                 continue
             flag = _optional(request, "RENDER")
             render[i] = True if flag is None else bool(flag.reshape(-1)[0])
+            item = _optional(request, "ITEM_ID")
+            items[i] = bytes(item.reshape(-1)[0]).decode(errors="replace") if item is not None else ""
             state = _optional(request, "STATE")
             capture = _optional(request, "CAPTURE_TIME_US")
             features = _optional(request, "FEATURES")
@@ -135,7 +159,7 @@ class TritonPythonModel:
                 face=bool(face),
                 hands=bool(hands),
                 mask=bool(mask),
-                max_people=max(1, int(people.reshape(-1)[0])) if people is not None else 1,
+                max_people=min(MAX_PEOPLE, max(1, int(people.reshape(-1)[0]))) if people is not None else 1,
                 client_keypoints=client.reshape(33, 4) if client is not None and client.size == 33 * 4 else None,
                 video=time_us > 0,
             )
@@ -149,15 +173,14 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         by_index = dict(zip(order, results, strict=True))
 
+        self.catalogue.reload_if_changed()
         encoded: dict[int, bytes] = {}
         for i in order:
             if not render[i]:
                 continue
             result = by_index[i]
             t = time.perf_counter()
-            bgr = images[i]
-            if result.pose_score >= 0.5:
-                bgr = draw_skeleton(bgr, result.keypoints)
+            bgr = render_item(self._scene(images[i], inputs[i], result), self.catalogue.get(items[i])).bgr
             t2 = time.perf_counter()
             ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             self.timings[6] += t2 - t

@@ -32,6 +32,7 @@ Follows MediaPipe 0.10.14 (google/mediapipe `mediapipe/modules/...`):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -479,10 +480,10 @@ def track_faces(
                 beta=FACE_BETA,
                 derivate_cutoff=FACE_DERIVATE_CUTOFF,
             )
+        rotation, translation = np.full((3, 3), np.nan), np.full(3, np.nan)
         if model is not None:
-            rotation, translation = solve_head_pose(points, model, w, h)
-        else:
-            rotation, translation = np.full((3, 3), np.nan), np.full(3, np.nan)
+            with contextlib.suppress(ValueError, cv2.error):  # a degenerate mesh: no head pose, never a failed batch
+                rotation, translation = solve_head_pose(points, model, w, h)
         faces[i] = Face(
             points=np.asarray(points, dtype=np.float32),
             score=score,

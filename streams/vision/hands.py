@@ -198,6 +198,14 @@ def handedness_label(left_probability: float) -> str:
     return "Left" if left_probability >= 0.5 else "Right"
 
 
+def subject_handedness(hand: Hand) -> str:
+    """The subject's own hand, "Left" or "Right": the pose side when the hand was found from a pose wrist, else
+    the model's label un-mirrored (the model labels a selfie view; camera frames are not mirrored)."""
+    if hand.side:
+        return hand.side.capitalize()
+    return "Right" if hand.handedness == "Left" else "Left"
+
+
 def _outputs(out: Any, names: Sequence[str]) -> list[np.ndarray]:
     if isinstance(out, Mapping):
         return [np.asarray(out[name]) for name in names]

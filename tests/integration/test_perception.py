@@ -22,6 +22,7 @@ from streams.proto.vto.v1.perception_pb2 import (
 from streams.sender import frames_of
 from streams.serving.state_codec import face_points, hand_points, parse_perception
 from streams.vision.blazepose import KEYPOINT_NAMES
+from streams.vision.face_geometry import euler_angles
 from streams.vision.segmentation import rle_decode
 
 pytestmark = pytest.mark.integration
@@ -87,7 +88,9 @@ def test_face_mesh_478_matches_mediapipe_reference(
     assert np.median(iris) < 0.03 * face_width
     rotation = np.array(perception.face.head_pose.rotation).reshape(3, 3)
     assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)
-    assert perception.face.head_pose.translation_cm[2] != 0
+    yaw, _pitch, roll = euler_angles(rotation)
+    assert abs(yaw) < 15 and abs(roll) < 15  # both people face the camera (measured within 5 degrees)
+    assert 30 < perception.face.head_pose.translation_cm[2] < 150  # a portrait's distance from the camera
 
 
 def test_face_close_up_without_a_body_gets_mesh_and_mask(client: grpc.InferenceServerClient, data_dir: Path) -> None:

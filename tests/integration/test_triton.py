@@ -12,6 +12,7 @@ import pytest
 import tritonclient.grpc as grpc
 from tritonclient.utils import InferenceServerException
 
+from streams.inference import TryOnRequest, tryon_inputs, tryon_result
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -61,16 +62,25 @@ def test_sitting_keypoints_match_pose_landmarker_full(client: grpc.InferenceServ
     assert error.max() < 40
 
 
-def test_rendered_frame_is_a_jpeg_of_the_input_size_only_when_asked(
+def test_rendered_frame_wears_the_item_only_when_one_is_asked(
     client: grpc.InferenceServerClient, data_dir: Path
 ) -> None:
     data = (data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg").read_bytes()
-    rendered = bytes(tryon(client, data).as_numpy("RENDERED")[0][0])
-    image = cv2.imdecode(np.frombuffer(rendered, np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None and image.shape[:2] == (667, 1000)
-    original = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert np.abs(image.astype(int) - original).max() > 100  # the skeleton is drawn
-    assert bytes(tryon(client, data, render=False).as_numpy("RENDERED")[0][0]) == b""
+    original = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).astype(int)
+
+    def rendered(**kwargs: object) -> np.ndarray:
+        result = tryon_result(client.infer("tryon", tryon_inputs(TryOnRequest(data, mask=True, **kwargs))))  # type: ignore[arg-type]
+        image = cv2.imdecode(np.frombuffer(result.rendered, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[:2] == (667, 1000)
+        return image.astype(int)
+
+    keypoints = tryon_result(client.infer("tryon", tryon_inputs(TryOnRequest(data, render=False)))).keypoints
+    torso = keypoints[[11, 12, 23, 24], :2].mean(axis=0).astype(int)  # between the shoulders and hips
+    changed = np.abs(rendered(item_id="tee-breton-stripes") - original).max(axis=2)
+    assert changed[torso[1] - 5 : torso[1] + 5, torso[0] - 5 : torso[0] + 5].mean() > 40  # the top is on the torso
+    assert changed[:50, :50].max() < 20  # the background is untouched (JPEG noise only)
+    assert np.abs(rendered() - original).max(axis=2).mean() < 3  # no item: the frame as captured
+    assert tryon_result(client.infer("tryon", tryon_inputs(TryOnRequest(data, render=False)))).rendered == b""
 
 
 def test_photo_without_a_person_has_no_pose(client: grpc.InferenceServerClient, data_dir: Path) -> None:

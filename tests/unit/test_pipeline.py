@@ -321,3 +321,44 @@ async def test_a_frame_already_in_the_restored_state_is_dropped_as_replayed_not_
     out2 = await second.handle_frames(replay)
     assert [RenderedFrame.FromString(v).sequence for _, v in out2.rendered] == [3]
     assert sample(metrics, "vto_frames_dropped_total", reason="replayed") == 2
+
+
+class FakeCatalogue:
+    def __init__(self, items: dict[str, str]) -> None:
+        self.items = items
+
+    def category(self, item_id: str) -> str | None:
+        return self.items.get(item_id)
+
+
+def with_catalogue(tryon: FakeTryOn, settings: Settings = SETTINGS) -> tuple[FramePipeline, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    catalogue = FakeCatalogue({"tee": "top", "specs": "glasses", "band": "ring"})
+    return FramePipeline(settings, tryon, metrics, "worker-test", catalogue), metrics
+
+
+async def test_unknown_item_on_a_frame_is_dead_lettered_and_known_ones_render() -> None:
+    tryon = FakeTryOn()
+    pipeline, metrics = with_catalogue(tryon)
+    records = [record(frame(item_id="nope").SerializeToString(), offset=0), record(frame(seq=1).SerializeToString())]
+    out = await pipeline.handle_frames(records)
+    assert DeadLetter.FromString(out.dead_letters[0][1]).reason == "unknown_item"
+    assert [r.item_id for r in tryon.requests] == ["tee"]
+    assert sample(metrics, "vto_dead_letters_total", reason="unknown_item") == 1
+
+
+def test_selecting_an_unknown_item_is_dead_lettered() -> None:
+    pipeline, _ = with_catalogue(FakeTryOn())
+    out = pipeline.handle_control(_control(SessionControl.ACTION_SELECT_ITEM, item="nope"))
+    assert out.events == [] and DeadLetter.FromString(out.dead_letters[0][1]).reason == "unknown_item"
+
+
+async def test_triton_is_asked_for_what_the_items_category_needs() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = with_catalogue(tryon, Settings(max_image_bytes=1000, max_image_side=640, perception=""))
+    pipeline.handle_control(_control(SessionControl.ACTION_START, item="specs"))
+    await pipeline.handle_frames([record(frame(item_id="").SerializeToString())])  # the session's item: glasses
+    await pipeline.handle_frames([record(frame(seq=1, item_id="band").SerializeToString())])  # a ring
+    await pipeline.handle_frames([record(frame(seq=2, item_id="tee").SerializeToString())])  # a top
+    asked = [(r.item_id, r.face, r.hands, r.mask) for r in tryon.requests]
+    assert asked == [("specs", True, False, False), ("band", False, True, False), ("tee", False, False, True)]

@@ -89,11 +89,13 @@ class HeadPose(_message.Message):
     TRANSLATION_CM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def rotation(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """3x3 row-major, camera frame (x right, y up, z towards the viewer)"""
+        """3x3 row-major, OpenCV camera axes (x right, y down, z forward into the"""
 
     @_builtins.property
     def translation_cm(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """3: the canonical face model's origin in the camera frame, centimetres"""
+        """scene); identity = the face looking into the camera
+        3: the canonical face model's origin in that camera frame, cm (z > 0)
+        """
 
     def __init__(
         self,

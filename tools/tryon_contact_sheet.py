@@ -1,0 +1,109 @@
+"""Every catalogue category tried on by real people (stills and video frames), through the real Triton `tryon`
+pipeline, written as one contact sheet per category to docs/images/tryon_<category>.jpg for docs/tryon.md.
+
+    .venv/bin/python tools/tryon_contact_sheet.py
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tritonclient.grpc as grpc
+
+from streams.demo import contact_sheet
+from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+from streams.sender import frames_of
+from streams.settings import get_settings
+from streams.stack import triton
+from streams.tryon.catalogue import Catalogue
+from streams.tryon.categories import FEATURES
+
+ROOT = Path(__file__).resolve().parents[1]
+# (media, frame index for videos): who tries on which kind of item.
+BODY = (
+    ("people/images/rembg_upper_body_three_quarter.jpg", 0),
+    ("keypoints/mps_business_person_face/business-person.png", 0),
+    ("people/images/fr_biden_full_body.jpg", 0),
+    ("people/videos/mediapipe_full_body_dance.mp4", 45),
+)
+FACE = (
+    ("keypoints/tfjs_portrait_face/portrait.jpg", 0),
+    ("keypoints/mps_business_person_face/business-person.png", 0),
+    ("people/images/mediapipe_face_closeup.png", 0),
+    ("people/videos/mediapipe_selfie_upper_body.mp4", 60),
+)
+FEET = (
+    ("people/images/fr_biden_full_body.jpg", 0),
+    ("keypoints/tfjs_pose_yoga/pose.jpg", 0),
+    ("keypoints/mps_pose_sitting/test_image.jpg", 0),
+    ("people/videos/mediapipe_full_body_dance.mp4", 45),
+)
+HANDS = (
+    ("people/images/rembg_arms_up_sunglasses_cap.jpg", 0),
+    ("keypoints/mps_business_person_face/business-person.png", 0),
+    ("people/videos/mediapipe_selfie_upper_body.mp4", 30),
+)
+PEOPLE = {
+    "top": BODY,
+    "dress": BODY,
+    "necklace": FACE[:2] + BODY[:1] + FACE[3:],
+    "glasses": FACE,
+    "hat": FACE,
+    "earrings": FACE,
+    "lipstick": FACE,
+    "shoes": FEET,
+    "ring": HANDS,
+    "watch": HANDS,
+}
+
+
+def try_on(client: grpc.InferenceServerClient, images: list[bytes], item_id: str, category: str) -> np.ndarray:
+    """A still, or a video up to its last frame in tracking mode; the last frame rendered with the item."""
+    features = FEATURES[category]
+    state = b""
+    for index, image in enumerate(images):
+        request = TryOnRequest(
+            image,
+            render=index == len(images) - 1,
+            capture_time_us=int(1e6 + index * 1e6 / 30) if len(images) > 1 else 0,
+            state=state,
+            face="face" in features,
+            hands="hands" in features,
+            mask="mask" in features,
+            item_id=item_id,
+        )
+        result = tryon_result(client.infer("tryon", tryon_inputs(request)))
+        state = result.state
+    return np.asarray(cv2.imdecode(np.frombuffer(result.rendered, np.uint8), cv2.IMREAD_COLOR))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "images")
+    args = parser.parse_args()
+    settings = get_settings()
+    catalogue = Catalogue(settings.catalogue_dir)
+    media: dict[tuple[str, int], list[bytes]] = {}
+    for people in PEOPLE.values():
+        for path, frame in people:
+            if (path, frame) not in media:
+                frames = [data for data, *_ in frames_of(settings.data_dir / path)]
+                media[(path, frame)] = frames[: frame + 1]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    with triton.running(settings):
+        client = grpc.InferenceServerClient(settings.triton_grpc_url)
+        for category, people in PEOPLE.items():
+            items = sorted((i for i in catalogue.items() if i.category == category), key=lambda i: i.id)[:2]
+            tiles = [try_on(client, media[person], item.id, category) for item in items for person in people]
+            out = args.out_dir / f"tryon_{category}.jpg"
+            cv2.imwrite(str(out), contact_sheet(tiles, columns=len(people), tile=300), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            print(f"{category}: {', '.join(i.id for i in items)} -> {out}")
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
