@@ -20,39 +20,21 @@ import numpy as np
 import tritonclient.grpc as grpc
 
 from streams.inference import TryOnRequest, tryon_inputs, tryon_result
-from streams.proto.vto.v1.perception_pb2 import Perception
-from streams.serving.state_codec import face_points, hand_points, parse_perception
+from streams.sender import frames_of
+from streams.serving.state_codec import parse_perception, scene_from_perception
 from streams.settings import get_settings
 from streams.stack import triton
 from streams.tryon.catalogue import Catalogue
 from streams.tryon.render import render
-from streams.tryon.scene import HandView, Scene
-from streams.vision.segmentation import rle_decode
+from streams.tryon.scene import Scene
 
 RESULTS = Path(__file__).with_name("results")
 FRAMES = (  # (media, what it shows); every category is timed on each
     ("keypoints/mps_business_person_face/business-person.png", "upper body, face, hands"),
     ("people/images/fr_biden_full_body.jpg", "full body"),
     ("people/images/rembg_arms_up_sunglasses_cap.jpg", "raised arms, hands"),
+    ("people/videos/mediapipe_full_body_dance.mp4", "a 600x600 video frame (the 46th), full body"),
 )
-
-
-def scene_of(bgr: np.ndarray, perception: Perception) -> Scene:
-    """A renderer's Scene rebuilt from the Perception message (mask from its RLE, hands already the subject's)."""
-    person = perception.people[0] if perception.people else None
-    return Scene(
-        bgr=bgr,
-        keypoints=np.array([[k.x, k.y, k.visibility, k.presence] for k in person.keypoints]) if person else None,
-        face=face_points(perception.face) if perception.HasField("face") else None,
-        head_rotation=np.array(perception.face.head_pose.rotation).reshape(3, 3)
-        if perception.HasField("face")
-        else None,
-        head_translation=np.array(perception.face.head_pose.translation_cm) if perception.HasField("face") else None,
-        hands=[HandView(h.handedness, hand_points(h)) for h in perception.hands],
-        mask=rle_decode(list(perception.mask.rle), perception.mask.height, perception.mask.width).astype(np.float32)
-        if perception.HasField("mask")
-        else None,
-    )
 
 
 def main() -> int:
@@ -65,11 +47,11 @@ def main() -> int:
     with triton.running(settings):
         client = grpc.InferenceServerClient(settings.triton_grpc_url)
         for path, _what in FRAMES:
-            data = (settings.data_dir / path).read_bytes()
+            data = [image for image, *_ in frames_of(settings.data_dir / path)][45 if path.endswith(".mp4") else 0]
             request = TryOnRequest(data, render=False, face=True, hands=True, mask=True)
             perception = parse_perception(tryon_result(client.infer("tryon", tryon_inputs(request))).perception)
             bgr = np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
-            scenes.append((path, scene_of(bgr, perception)))
+            scenes.append((path, scene_from_perception(bgr, perception)))
         client.close()
     rows: dict[str, dict[str, object]] = {}
     for item in sorted(catalogue.items(), key=lambda i: (i.category, i.id)):

@@ -60,6 +60,13 @@ PEOPLE = {
 }
 
 
+# The two items shown per category (photo-based where the catalogue has them); others: the first two by id.
+PICKS = {
+    "top": ("tee-breton-stripes", "tee-navy"),
+    "hat": ("top-hat-black", "bucket-hat-straw"),
+}
+
+
 def try_on(client: grpc.InferenceServerClient, images: list[bytes], item_id: str, category: str) -> np.ndarray:
     """A still, or a video up to its last frame in tracking mode; the last frame rendered with the item."""
     features = FEATURES[category]
@@ -77,7 +84,28 @@ def try_on(client: grpc.InferenceServerClient, images: list[bytes], item_id: str
         )
         result = tryon_result(client.infer("tryon", tryon_inputs(request)))
         state = result.state
-    return np.asarray(cv2.imdecode(np.frombuffer(result.rendered, np.uint8), cv2.IMREAD_COLOR))
+    rendered = np.asarray(cv2.imdecode(np.frombuffer(result.rendered, np.uint8), cv2.IMREAD_COLOR))
+    original = np.asarray(cv2.imdecode(np.frombuffer(images[-1], np.uint8), cv2.IMREAD_COLOR))
+    return zoom(rendered, original)
+
+
+def zoom(rendered: np.ndarray, original: np.ndarray, tile: int = 300) -> np.ndarray:
+    """A square tile around what the item changed (small items such as rings stay visible), letterboxed."""
+    changed = np.abs(rendered.astype(int) - original.astype(int)).max(axis=2) > 40
+    h, w = rendered.shape[:2]
+    if changed.sum() > 20:
+        ys, xs = np.nonzero(changed)
+        cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+        side = max(xs.max() - xs.min(), ys.max() - ys.min()) * 1.6 + 40
+        side = min(max(side, 0.25 * max(w, h)), max(w, h))
+    else:  # nothing placed: the whole frame
+        cx, cy, side = w / 2, h / 2, max(w, h)
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    crop = cv2.copyMakeBorder(
+        rendered, max(0, -y0), max(0, y0 + int(side) - h), max(0, -x0), max(0, x0 + int(side) - w), cv2.BORDER_CONSTANT
+    )
+    crop = crop[max(0, y0) : max(0, y0) + int(side), max(0, x0) : max(0, x0) + int(side)]
+    return np.asarray(cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA))
 
 
 def main() -> int:
@@ -96,7 +124,9 @@ def main() -> int:
     with triton.running(settings):
         client = grpc.InferenceServerClient(settings.triton_grpc_url)
         for category, people in PEOPLE.items():
-            items = sorted((i for i in catalogue.items() if i.category == category), key=lambda i: i.id)[:2]
+            found = sorted((i for i in catalogue.items() if i.category == category), key=lambda i: i.id)
+            picks = PICKS.get(category)
+            items = [i for i in found if i.id in picks] if picks else found[:2]
             tiles = [try_on(client, media[person], item.id, category) for item in items for person in people]
             out = args.out_dir / f"tryon_{category}.jpg"
             cv2.imwrite(str(out), contact_sheet(tiles, columns=len(people), tile=300), [cv2.IMWRITE_JPEG_QUALITY, 80])

@@ -10,6 +10,7 @@ import numpy as np
 from streams.proto.vto.v1.common_pb2 import Keypoint
 from streams.proto.vto.v1.perception_pb2 import Face, Hand, Mask, Perception, Person
 from streams.proto.vto.v1.session_state_pb2 import FilterState, PerceptionState, Roi
+from streams.tryon.scene import HandView, Scene
 from streams.vision import blazepose, face, hands, segmentation
 from streams.vision.geometry import Square
 from streams.vision.smoothing import OneEuroState
@@ -184,3 +185,25 @@ def face_points(face: Any) -> np.ndarray:
 def hand_points(hand: Any) -> np.ndarray:
     """(21, 3) points of a Hand message."""
     return np.asarray(hand.points, np.float32).reshape(-1, 3)
+
+
+def scene_from_perception(bgr: np.ndarray, perception: Perception) -> Scene:
+    """A renderer's Scene rebuilt from the Perception message (mask from its RLE, hands already the subject's)."""
+    person = perception.people[0] if perception.people else None
+    m = perception.mask
+    mask = (
+        segmentation.rle_decode(list(m.rle), m.height, m.width).astype(np.float32)
+        if perception.HasField("mask")
+        else None
+    )
+    return Scene(
+        bgr=bgr,
+        keypoints=np.array([[k.x, k.y, k.visibility, k.presence] for k in person.keypoints]) if person else None,
+        face=face_points(perception.face) if perception.HasField("face") else None,
+        head_rotation=np.array(perception.face.head_pose.rotation).reshape(3, 3)
+        if perception.HasField("face")
+        else None,
+        head_translation=np.array(perception.face.head_pose.translation_cm) if perception.HasField("face") else None,
+        hands=[HandView(h.handedness, hand_points(h)) for h in perception.hands],
+        mask=mask,
+    )

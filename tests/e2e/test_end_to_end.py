@@ -151,3 +151,31 @@ def test_vto_pose_video_with_face_hands_people_and_masks(stack: Settings, data_d
     assert mask.shape == (frames[0]["height"], frames[0]["width"])
     nose_x, nose_y = (int(v) for v in frames[0]["keypoints"][0][:2])
     assert mask[nose_y, nose_x] == 255 and mask[:10, :10].max() == 0  # the person, not the background
+
+
+def test_vto_tryon_puts_glasses_over_the_eyes_and_refuses_an_unknown_item(
+    stack: Settings, data_dir: Path, tmp_path: Path
+) -> None:
+    folder = data_dir / "keypoints" / "tfjs_portrait_face"
+    photo, out = folder / "portrait.jpg", tmp_path / "tryon.png"
+
+    def vto_tryon(item: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "streams.cli", "tryon", str(photo), "--item", item, "-o", str(out)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+
+    result = vto_tryon("sunglasses-blue-wayfarer")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["category"] == "glasses" and summary["out"] == str(out)
+    rendered, original = cv2.imread(str(out)).astype(int), cv2.imread(str(photo)).astype(int)
+    ref = json.loads((folder / "portrait_face_landmarks.json").read_text())
+    marks = ref["mediapipe_face_landmarker_478_normalized"]["landmarks"]
+    for iris in (468, 473):  # the dark lenses cover both eyes: the eye's detail is gone under a flat lens
+        x, y = round(marks[iris]["x"] * ref["width"]), round(marks[iris]["y"] * ref["height"])
+        lens, eye = rendered[y - 4 : y + 5, x - 4 : x + 5], original[y - 4 : y + 5, x - 4 : x + 5]
+        assert np.abs(lens - eye).max(axis=2).mean() > 25
+        assert lens.std(axis=(0, 1)).mean() < 0.5 * eye.std(axis=(0, 1)).mean()
+    assert np.abs(rendered[-40:, :40] - original[-40:, :40]).mean() < 3  # the rest of the photo is untouched
+
+    refused = vto_tryon("no-such-item")
+    assert refused.returncode == 1 and "not in the catalogue" in refused.stderr
