@@ -132,6 +132,8 @@ def _tryon(settings: Settings, image: Path, item_id: str, out: Path) -> dict[str
         raise VTOError(f"item {item_id!r} is not in the catalogue at {settings.catalogue_dir} (`vto catalogue list`)")
     if not image.is_file():
         raise VTOError(f"{image} is not a file")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise VTOError(f"{out}: the output must be a .png, .jpg or .jpeg file")
     features = FEATURES[item.category]
     request = TryOnRequest(
         image.read_bytes(),
@@ -308,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             from streams import demo as demo_module
 
             video = args.video or settings.data_dir / demo_module.DEFAULT_VIDEO
+            from streams.tryon.catalogue import Catalogue
+
+            known = Catalogue(settings.catalogue_dir)
+            unknown = [item for item in args.item or demo_module.DEFAULT_ITEMS if known.get(item) is None]
+            if unknown:
+                raise VTOError(f"not in the catalogue at {settings.catalogue_dir}: {', '.join(unknown)}")
             summary = demo_module.run(settings, video, args.out, args.fps, args.keep_up, args.item)
             print(f"video            {summary.video}")
             print(f"frames sent      {summary.frames_sent}")

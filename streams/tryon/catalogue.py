@@ -267,7 +267,11 @@ class _Checker:
         if not path.is_file():
             self.fail("image", f"{name} does not exist")
             return None
-        data = np.fromfile(str(path), dtype=np.uint8)
+        try:
+            data = np.fromfile(str(path), dtype=np.uint8)
+        except OSError as exc:
+            self.fail("image", f"{name} cannot be read: {exc}")
+            return None
         bgra = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
         if bgra is None:
             self.fail("image", f"{name} is not a readable image")

@@ -53,6 +53,11 @@ def test_photo_session_renders_keypoints_on_the_person(stack: Settings, data_dir
     image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[:2] == (667, 1000)
     assert frame.item_id == "tee-breton-stripes"
+    # The shopper wears the striped tee: the torso between shoulders and hips changed, the sky did not.
+    original = cv2.imread(str(folder / "pose.jpg")).astype(int)
+    x, y = got[[11, 12, 23, 24]].mean(axis=0).astype(int)
+    changed = np.abs(image.astype(int) - original).max(axis=2)
+    assert changed[y - 8 : y + 8, x - 8 : x + 8].mean() > 40 and changed[:40, :40].mean() < 5
     assert {"infer", "pose_detection", "pose_landmark", "render"} <= set(frame.stage_seconds)
     # Perception travels with the frame: the shopper and the person mask (the face is too small here to mesh).
     perception = frame.perception
