@@ -362,3 +362,22 @@ async def test_triton_is_asked_for_what_the_items_category_needs() -> None:
     await pipeline.handle_frames([record(frame(seq=2, item_id="tee").SerializeToString())])  # a top
     asked = [(r.item_id, r.face, r.hands, r.mask) for r in tryon.requests]
     assert asked == [("specs", True, False, False), ("band", False, True, False), ("tee", False, False, True)]
+
+
+async def test_operator_perception_is_added_to_what_the_item_needs() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = with_catalogue(tryon, Settings(max_image_bytes=1000, max_image_side=640, perception="mask"))
+    await pipeline.handle_frames([record(frame(item_id="specs").SerializeToString())])  # glasses need the face
+    await pipeline.handle_frames([record(frame(seq=1, item_id="").SerializeToString())])  # still wearing them
+    assert [(r.face, r.hands, r.mask) for r in tryon.requests] == [(True, False, True), (True, False, True)]
+
+
+def test_every_category_asks_for_the_perception_its_renderer_reads() -> None:
+    from streams.tryon.catalogue import CATEGORIES
+    from streams.tryon.categories import FEATURES
+
+    assert set(FEATURES) == set(CATEGORIES)
+    needs = {"face": {"glasses", "hat", "earrings", "necklace", "lipstick"}, "hands": {"ring", "watch"}}
+    needs["mask"] = {"top", "dress"}
+    for feature, categories in needs.items():
+        assert {c for c, f in FEATURES.items() if feature in f} == categories, feature
