@@ -30,7 +30,9 @@ from streams.stack import embedded
 RESULTS = Path(__file__).with_name("results")
 
 
-def run_config(sessions: int, fps: float, seconds: float, clip: list[EncodedFrame]) -> dict[str, object]:
+def run_config(
+    sessions: int, fps: float, seconds: float, clip: list[EncodedFrame], item: str = ""
+) -> dict[str, object]:
     settings = get_settings()
     frames = clip[: int(fps * seconds)]
     consumer = rendered_consumer(settings)
@@ -40,7 +42,7 @@ def run_config(sessions: int, fps: float, seconds: float, clip: list[EncodedFram
     reader = threading.Thread(target=lambda: got.extend(collect(consumer, set(ids), offered, seconds + 30)))
     reader.start()
     start_us = time.time_ns() // 1000
-    senders = [threading.Thread(target=send, args=(settings, frames, sid, fps)) for sid in ids]
+    senders = [threading.Thread(target=send, args=(settings, frames, sid, fps, item)) for sid in ids]
     for t in senders:
         t.start()
     for t in senders:
@@ -67,13 +69,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["1x15", "2x10", "4x5", "2x15"], help="SESSIONSxFPS")
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--item", default="tee-breton-stripes", help="catalogue item every session tries on")
     parser.add_argument("--keep-up", action="store_true")
     args = parser.parse_args()
     settings = get_settings()
     clip = list(frames_of(settings.data_dir / DEFAULT_VIDEO))
     embedded.up(settings)
     try:
-        rows = [run_config(int(s), float(f), args.seconds, clip) for s, f in (c.split("x") for c in args.configs)]
+        rows = [
+            run_config(int(s), float(f), args.seconds, clip, args.item) for s, f in (c.split("x") for c in args.configs)
+        ]
     finally:
         if not args.keep_up:
             embedded.down(settings)
