@@ -181,6 +181,7 @@ class FakeModels:
         self.landmark_names: list[list[str]] = []
         self.noise = noise
         self.rng = np.random.default_rng(seed)
+        self.visibility_logit = 5.0  # presence stays at 5.0: tests can tell the two apart
 
     def detect(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.detect_batches.append(len(batch))
@@ -211,7 +212,8 @@ class FakeModels:
         raw[:, 11:33, 1] = 160.0
         raw[:, :33, :2] += self.rng.normal(0.0, self.noise, (m, 33, 2)).astype(np.float32)
         raw[:, 34, :2] = [128.0, AUX_TOP]
-        raw[:, :, 3:] = 5.0
+        raw[:, :, 3] = self.visibility_logit
+        raw[:, :, 4] = 5.0
         flag = np.array([[0.9 if crop[120:136, 120:136].mean() > 0.5 else 0.05] for crop in batch], np.float32)
         out = {
             "Identity": raw.reshape(m, 195),
@@ -379,3 +381,15 @@ def test_estimate_is_single_image_mode() -> None:
     assert poses[0].found and poses[0].score == pytest.approx(0.9)
     assert poses[1] is bp.NO_POSE and not poses[1].found
     assert bp.estimate([], fake.detect, fake.landmarks) == []
+
+
+def test_visibility_is_low_passed_and_presence_is_not() -> None:
+    """MediaPipe low-passes visibility (alpha 0.1) along a track; presence is the model's own, frame by frame."""
+    fake = FakeModels()
+    people, tracks = bp.track([_frame(PERSON)], [0.0], [None], fake.detect, fake.landmarks)
+    fake.visibility_logit = -5.0  # the model now says every point is hidden
+    people, _ = bp.track([_frame(PERSON)], [1 / 30], tracks, fake.detect, fake.landmarks)
+    (pose,) = people[0]
+    expected = 0.1 * ssd.sigmoid(np.array(-5.0)) + 0.9 * ssd.sigmoid(np.array(5.0))
+    assert pose.keypoints[11, 2] == pytest.approx(float(expected), abs=1e-3)
+    assert pose.keypoints[11, 3] == pytest.approx(float(ssd.sigmoid(np.array(5.0))), abs=1e-3)
