@@ -6,10 +6,12 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from streams.errors import VTOError
 from streams.settings import Settings, get_settings
+from streams.tryon.scene import Scene
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
@@ -220,6 +222,67 @@ def _catalogue(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(settings: Settings, path: Path, item_id: str, height_cm: float | None, fit: str) -> dict[str, object]:
+    """Size advice for `item_id` from a photo or a video (tracking mode), perception by the Triton pipeline."""
+    import cv2
+    import numpy as np
+    import tritonclient.grpc as grpc
+
+    from streams.fit.session import advise
+    from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+    from streams.sender import frames_of
+    from streams.serving.state_codec import parse_perception, scene_from_perception
+    from streams.stack import triton
+    from streams.tryon.catalogue import Catalogue
+
+    item = Catalogue(settings.catalogue_dir).get(item_id)
+    if item is None:
+        raise VTOError(f"item {item_id!r} is not in the catalogue at {settings.catalogue_dir} (`vto catalogue list`)")
+    if not item.size_chart:
+        raise VTOError(f"item {item_id!r} ({item.category}) has no size chart: nothing to advise")
+    if not path.is_file():
+        raise VTOError(f"{path} is not a file")
+    video = path.suffix.lower() in VIDEO_SUFFIXES
+
+    def scenes() -> Iterator[Scene]:
+        with triton.running(settings):
+            client = grpc.InferenceServerClient(settings.triton_grpc_url)
+            state = b""
+            try:
+                for index, (data, *_size) in enumerate(frames_of(path)):
+                    request = TryOnRequest(
+                        data,
+                        render=False,
+                        capture_time_us=int(1_000_000 + index * 1e6 / 30) if video else 0,
+                        state=state,
+                        face=True,
+                        hands=item.category in ("ring", "watch"),
+                        mask=True,
+                    )
+                    result = tryon_result(client.infer(settings.triton_model, tryon_inputs(request)))
+                    state = result.state if video else b""
+                    bgr = np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+                    yield scene_from_perception(bgr, parse_perception(result.perception))
+            finally:
+                client.close()
+
+    report = advise(scenes(), item, height_cm, fit)
+    advice = report.advice
+    return {
+        "file": str(path),
+        "item": item_id,
+        "category": item.category,
+        "fit": fit,
+        "size": advice.size if advice else None,
+        "runner_up": advice.runner_up if advice else None,
+        "confidence": round(advice.confidence, 3) if advice else 0.0,
+        "measurements_cm": {} if report.relative else {k: round(v[0], 1) for k, v in report.estimates.items()},
+        "reasons": advice.reasons if advice else ["nothing the size chart needs could be measured"],
+        "scale": "relative (no height given and no usable iris)" if report.relative else report.scale_methods,
+        "frames": report.frames,
+    }
+
+
 def _config_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     root = str(Path(__file__).resolve().parents[1])
@@ -262,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     tryon.add_argument("image", type=Path)
     tryon.add_argument("--item", required=True, help="catalogue item id (`vto catalogue list`)")
     tryon.add_argument("-o", "--out", type=Path, required=True, help="output image (PNG or JPEG)")
+    fit = sub.add_parser("fit", help="size advice for an item from a photo or a video of the shopper")
+    fit.add_argument("path", type=Path)
+    fit.add_argument("--item", required=True, help="catalogue item with a size chart")
+    fit.add_argument("--height-cm", type=float, help="the shopper's height: the most accurate metric scale")
+    fit.add_argument("--fit", choices=["regular", "loose", "tight"], default="regular")
+    fit.add_argument("--json", action="store_true", help="JSON output (the only format for now)")
     sub.add_parser("config", help="print the configuration variables as a Markdown table")
     catalogue = sub.add_parser("catalogue", help="the try-on catalogue (VTO_CATALOGUE_DIR): list, validate, add")
     catalogue_sub = catalogue.add_subparsers(dest="action", required=True)
@@ -333,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "tryon":
             print(json.dumps(_tryon(settings, args.image, args.item, args.out)))
+        elif args.command == "fit":
+            if args.height_cm is not None and not 50 <= args.height_cm <= 250:
+                parser.error("--height-cm must be between 50 and 250")
+            print(json.dumps(_fit(settings, args.path, args.item, args.height_cm, args.fit)))
         elif args.command == "config":
             print(_config_table())
         elif args.command == "catalogue":

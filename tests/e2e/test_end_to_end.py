@@ -184,3 +184,24 @@ def test_vto_tryon_puts_glasses_over_the_eyes_and_refuses_an_unknown_item(
 
     refused = vto_tryon("no-such-item")
     assert refused.returncode == 1 and "not in the catalogue" in refused.stderr
+
+
+def test_vto_fit_prints_a_size_from_the_items_chart_with_its_reasons(stack: Settings, data_dir: Path) -> None:
+    """The `vto fit` contract: size, confidence, measurements_cm, reasons; scale from the stated height."""
+    photo = data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg"
+
+    def vto_fit(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "streams.cli", "fit", str(photo), "--json", *extra]
+        return subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+
+    chart = json.loads((ROOT / "catalogue" / "tee-breton-stripes" / "item.json").read_text())["size_chart"]
+    result = vto_fit("--item", "tee-breton-stripes", "--height-cm", "175", "--fit", "loose")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["size"] in chart and 0.0 <= out["confidence"] <= 1.0 and out["reasons"]
+    assert out["scale"] == {"height": 1}
+    assert 30 < out["measurements_cm"]["shoulder_width"] < 50 and 60 < out["measurements_cm"]["chest"] < 130
+    relative = json.loads(vto_fit("--item", "tee-breton-stripes").stdout)  # no height, a face too small to scale
+    assert relative["measurements_cm"] == {} and relative["confidence"] <= 0.2
+    refused = vto_fit("--item", "sunglasses-blue-wayfarer")
+    assert refused.returncode == 1 and "no size chart" in refused.stderr

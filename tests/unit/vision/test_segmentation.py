@@ -115,4 +115,3 @@ def test_a_track_of_another_size_is_ignored() -> None:
     out, new = seg.smooth(track, np.full((64, 80), 0.5, np.float32))
     assert out == pytest.approx(0.5)
     assert (new.width, new.height) == (80, 64)
-

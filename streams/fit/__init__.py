@@ -1,0 +1,1 @@
+"""Body measurements for size advice: metric scale, per-frame measurements and their aggregation over a session."""

@@ -1,0 +1,1 @@
+"""Tests of streams/fit: scale, per-frame measurements and their aggregation."""
