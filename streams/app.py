@@ -81,6 +81,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     state_topic = topic(settings.state_topic)
     holder: dict[str, Any] = {}
+    states_restored = asyncio.Event()  # set once the current assignment's session states are read back
     status = {"assigned": False, "triton_ok": False, "triton_checked": 0.0}
 
     def pipeline() -> FramePipeline:
@@ -119,6 +120,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.agent(frames_topic)
     async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs
         async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_window_s):
+            # Faust may resume fetching before on_assigned has read the sessions back: never handle a frame of a
+            # session whose state is still on its way (it would restart tracking and replay frames).
+            await states_restored.wait()
             out = await pipeline().handle_frames([_record(e) for e in events])
             await publish(out)
             yield None
@@ -131,21 +135,28 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        """Read back the states of the sessions on the frame partitions this worker now owns."""
-        partitions = sorted(tp.partition for tp in assigned if tp.topic == settings.frames_topic)
-        if not partitions:
-            return
-        started = time.perf_counter()
+        """Read back the states of the sessions on the frame partitions this worker now owns; frames wait."""
+        states_restored.clear()
         try:
-            values = await asyncio.get_running_loop().run_in_executor(None, read_states, settings, partitions)
-        except Exception:
-            log.exception("could not read session states of partitions %s; their sessions start afresh", partitions)
-            metrics.state_restore_failures.inc()
-            return
-        restored = pipeline().restore(values)
-        app.log.info(
-            "restored %d session states of partitions %s in %.3f s", restored, partitions, time.perf_counter() - started
-        )
+            partitions = sorted(tp.partition for tp in assigned if tp.topic == settings.frames_topic)
+            if not partitions:
+                return
+            started = time.perf_counter()
+            try:
+                values = await asyncio.get_running_loop().run_in_executor(None, read_states, settings, partitions)
+            except Exception:
+                log.exception("could not read session states of partitions %s; sessions start afresh", partitions)
+                metrics.state_restore_failures.inc()
+                return
+            restored = pipeline().restore(values)
+            app.log.info(
+                "restored %d session states of partitions %s in %.3f s",
+                restored,
+                partitions,
+                time.perf_counter() - started,
+            )
+        finally:
+            states_restored.set()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
     async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
@@ -155,6 +166,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         metrics.ready.set(0)
+        states_restored.clear()  # until the next assignment has read its sessions back
 
     async def triton_ok() -> bool:
         if time.monotonic() - status["triton_checked"] > 2.0:

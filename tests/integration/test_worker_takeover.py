@@ -46,10 +46,17 @@ def noisy_frames(photo: Path, count: int) -> list[tuple[bytes, int, int]]:
     return out
 
 
+def msgs_in_order(msgs: list[object]) -> list[RenderedFrame]:
+    """Rendered frames in the order they were published (one partition: offset order)."""
+    ordered = sorted(msgs, key=lambda m: m.offset())  # type: ignore[attr-defined]
+    return [RenderedFrame.FromString(m.value()) for m in ordered]  # type: ignore[attr-defined]
+
+
 def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack: Settings, data_dir: Path) -> None:
     settings = stack
     second = embedded.Worker(1, settings)
     second.start()
+    time.sleep(5)  # let the group settle: a partition moving between two live workers is not what this test is about
     session = f"takeover-{uuid.uuid4().hex[:8]}"
     frames = noisy_frames(data_dir / "people" / "images" / "fr_biden_full_body.jpg", FRAMES)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1})
@@ -58,7 +65,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
     )
     producer.produce(settings.control_topic, key=session.encode(), value=control.SerializeToString())
     producer.flush(30)
-    killed_pid = None
+    killed_pid, killed_at_us = None, 0
     try:
         start = time.monotonic()
         for seq, (data, width, height) in enumerate(frames):
@@ -74,13 +81,15 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
             )
             producer.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString())
             producer.poll(0)
-            if seq == int(2 * FPS):  # two seconds in: kill the worker that renders this session
-                first = consume(settings, settings.rendered_topic, lambda m: m.key() == session.encode(), 1, 30)
-                assert first, "no rendered frame before the kill"
-                killed_pid = int(RenderedFrame.FromString(first[0].value()).worker_id.rsplit("-", 1)[1])
+            if seq == int(2 * FPS):  # two seconds in: kill the worker that renders this session now
+                so_far = consume(settings, settings.rendered_topic, lambda m: m.key() == session.encode(), seq - 5, 30)
+                assert so_far, "no rendered frame before the kill"
+                latest = max((RenderedFrame.FromString(m.value()) for m in so_far), key=lambda r: r.sequence)
+                killed_pid = int(latest.worker_id.rsplit("-", 1)[1])
                 ours = {w.service.pid() for w in embedded.running_workers(settings)}
                 assert killed_pid in ours, f"{killed_pid} is not one of the workers this test started: {ours}"
                 os.kill(killed_pid, signal.SIGKILL)
+                killed_at_us = time.time_ns() // 1000
         assert producer.flush(30) == 0
 
         def ours(m: object) -> bool:
@@ -91,32 +100,38 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
             return len({RenderedFrame.FromString(m.value()).sequence for m in found}) >= FRAMES  # type: ignore[attr-defined]
 
         msgs = consume(settings, settings.rendered_topic, ours, FRAMES, timeout_s=90, until=complete)
-        rendered = sorted((RenderedFrame.FromString(m.value()) for m in msgs), key=lambda r: r.sequence)
-        by_seq = {r.sequence: r for r in rendered}
-        assert len(rendered) == FRAMES, "frames rendered twice: the survivor replayed frames already in the state"
-        assert set(by_seq) == set(range(FRAMES)), f"missing sequences: {sorted(set(range(FRAMES)) - set(by_seq))}"
-        old = [r for r in rendered if r.worker_id.endswith(f"-{killed_pid}")]
-        new = [r for r in rendered if not r.worker_id.endswith(f"-{killed_pid}")]
+        rendered = [RenderedFrame.FromString(m.value()) for m in msgs]
+        # Frames can come back twice (at least once delivery: a batch rendered and acknowledged whose state or
+        # offset commit was lost with the worker); exactly once is the guarantees issue's. What this test holds
+        # is that the session goes on tracking and smoothing from where it was.
+        old = {r.sequence: r for r in rendered if r.worker_id.endswith(f"-{killed_pid}")}
+        new = [  # what the survivor rendered after the kill
+            r
+            for r in msgs_in_order(msgs)
+            if not r.worker_id.endswith(f"-{killed_pid}") and r.rendered_time_unix_us > killed_at_us
+        ]
+        assert set(old) | {r.sequence for r in new} == set(range(FRAMES)), "a frame was lost"
         assert old and new, "the session did not move to the other worker"
-        last_old = max(r.sequence for r in old)
-        resumed = [by_seq[s] for s in range(last_old + 1, FRAMES)]
-        assert resumed and all(not r.worker_id.endswith(f"-{killed_pid}") for r in resumed)
+        assert max(old) < FRAMES - 1 and new[-1].sequence == FRAMES - 1
 
-        # No detector burst: the survivor continued from the restored ROI.
-        sources = [r.perception.pose_source for r in resumed]
-        assert sources.count(POSE_SOURCE_DETECTOR) == 0, sources
-        assert sources.count(POSE_SOURCE_TRACKING) == len(resumed)
+        # No detector burst: every frame the survivor rendered, its very first included, continued the track.
+        sources = [r.perception.pose_source for r in new]
+        assert sources.count(POSE_SOURCE_DETECTOR) == 0, [(r.sequence, r.perception.pose_source) for r in new[:4]]
+        assert sources.count(POSE_SOURCE_TRACKING) == len(new)
 
-        # No keypoint jump: the step across the takeover is as small as the smoothed steps before it.
+        # No keypoint jump: the survivor's first frame steps from the dead worker's frame before it no more than
+        # the smoothed steps before the kill did.
         def points(r: RenderedFrame) -> np.ndarray:
             return np.array([[k.x, k.y] for k in r.keypoints[:25]])  # upper body and hips: always in view
 
-        before = [
-            np.linalg.norm(points(by_seq[s]) - points(by_seq[s - 1]), axis=1).mean() for s in range(5, last_old + 1)
+        steps = [
+            np.linalg.norm(points(old[s]) - points(old[s - 1]), axis=1).mean() for s in old if s >= 5 and s - 1 in old
         ]
-        assert len(before) >= 10, f"the first worker rendered only {last_old + 1} frames before the kill"
-        across = np.linalg.norm(points(by_seq[last_old + 1]) - points(by_seq[last_old]), axis=1).mean()
-        assert across <= max(3.0 * float(np.median(before)), 1.0), (across, np.median(before))
+        assert len(steps) >= 10, f"the first worker rendered only {len(old)} frames before the kill"
+        first = new[0]
+        assert first.sequence - 1 in old, "the survivor did not start where the dead worker stopped"
+        across = np.linalg.norm(points(first) - points(old[first.sequence - 1]), axis=1).mean()
+        assert across <= max(3.0 * float(np.median(steps)), 1.0), (across, np.median(steps))
     finally:
         if killed_pid is not None:  # leave the stack as the other tests expect it: worker-0 up, worker-1 gone
             for worker in embedded.workers(settings, 2):
