@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import tritonclient.grpc as grpc
 
-from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+from streams.inference import perception_flags, session_results
 from streams.sender import frames_of
 from streams.serving.state_codec import parse_perception, scene_from_perception
 from streams.settings import get_settings
@@ -148,19 +148,9 @@ def main() -> int:
             values: dict[str, float | None] = {}
             for path in PEOPLE[category]:
                 clip = [data for data, *_ in frames_of(settings.data_dir / path)][:60]
-                state = b""
-                for index, data in enumerate(clip):  # a video in tracking mode up to its 60th frame; a still once
-                    request = TryOnRequest(
-                        data,
-                        render=False,
-                        capture_time_us=int(1e6 + index * 1e6 / 30) if len(clip) > 1 else 0,
-                        state=state,
-                        face="face" in features,
-                        hands="hands" in features,
-                        mask="mask" in features,
-                    )
-                    result = tryon_result(client.infer("tryon", tryon_inputs(request)))
-                    state = result.state
+                fps = 30.0 if len(clip) > 1 else None  # a video in tracking mode up to its 60th frame; a still once
+                flags = perception_flags(features)
+                result = list(session_results(client, "tryon", clip, fps, render=False, **flags))[-1]
                 bgr = np.asarray(cv2.imdecode(np.frombuffer(clip[-1], np.uint8), cv2.IMREAD_COLOR))
                 scene = scene_from_perception(bgr, parse_perception(result.perception))
                 values[Path(path).name] = metric(scene, render(scene, item))

@@ -34,7 +34,7 @@ def _pose(
     import numpy as np
     import tritonclient.grpc as grpc
 
-    from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+    from streams.inference import session_results
     from streams.proto.vto.v1.perception_pb2 import PoseSource
     from streams.sender import frames_of
     from streams.serving.state_codec import face_points, hand_points, parse_perception
@@ -54,20 +54,19 @@ def _pose(
     with triton.running(settings):
         client = grpc.InferenceServerClient(settings.triton_grpc_url)
         frames = []
-        state = b""
-        for index, (data, _fmt, width, height) in enumerate(frames_of(path)):
-            request = TryOnRequest(
-                image=data,
-                render=render_dir is not None,
-                capture_time_us=int(1_000_000 + index * 1e6 / fps) if video else 0,
-                state=state,
-                face=face,
-                hands=hands,
-                mask=mask_dir is not None,
-                max_people=max_people or 1,
-            )
-            result = tryon_result(client.infer(settings.triton_model, tryon_inputs(request)))
-            state = result.state if video else b""
+        encoded = list(frames_of(path))
+        results = session_results(
+            client,
+            settings.triton_model,
+            (data for data, *_ in encoded),
+            fps if video else None,
+            render=render_dir is not None,
+            face=face,
+            hands=hands,
+            mask=mask_dir is not None,
+            max_people=max_people or 1,
+        )
+        for index, ((_data, _fmt, width, height), result) in enumerate(zip(encoded, results, strict=True)):
             perception = parse_perception(result.perception)
             keypoints = [
                 [round(float(x), 1), round(float(y), 1), round(float(v), 3)] for x, y, v, _ in result.keypoints
@@ -124,7 +123,7 @@ def _tryon(settings: Settings, image: Path, item_id: str, out: Path) -> dict[str
     import tritonclient.grpc as grpc
     from tritonclient.utils import InferenceServerException
 
-    from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+    from streams.inference import TryOnRequest, perception_flags, tryon_inputs, tryon_result
     from streams.stack import triton
     from streams.tryon.catalogue import Catalogue
     from streams.tryon.categories import FEATURES
@@ -137,13 +136,7 @@ def _tryon(settings: Settings, image: Path, item_id: str, out: Path) -> dict[str
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise VTOError(f"{out}: the output must be a .png, .jpg or .jpeg file")
     features = FEATURES[item.category]
-    request = TryOnRequest(
-        image.read_bytes(),
-        item_id=item_id,
-        face="face" in features,
-        hands="hands" in features,
-        mask="mask" in features,
-    )
+    request = TryOnRequest(image.read_bytes(), item_id=item_id, **perception_flags(features))
     with triton.running(settings):
         client = grpc.InferenceServerClient(settings.triton_grpc_url)
         try:
@@ -229,7 +222,7 @@ def _fit(settings: Settings, path: Path, item_id: str, height_cm: float | None, 
     import tritonclient.grpc as grpc
 
     from streams.fit.session import advise
-    from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+    from streams.inference import session_results
     from streams.sender import frames_of
     from streams.serving.state_codec import parse_perception, scene_from_perception
     from streams.stack import triton
@@ -247,20 +240,19 @@ def _fit(settings: Settings, path: Path, item_id: str, height_cm: float | None, 
     def scenes() -> Iterator[Scene]:
         with triton.running(settings):
             client = grpc.InferenceServerClient(settings.triton_grpc_url)
-            state = b""
+            images = [data for data, *_ in frames_of(path)]
             try:
-                for index, (data, *_size) in enumerate(frames_of(path)):
-                    request = TryOnRequest(
-                        data,
-                        render=False,
-                        capture_time_us=int(1_000_000 + index * 1e6 / 30) if video else 0,
-                        state=state,
-                        face=True,
-                        hands=item.category in ("ring", "watch"),
-                        mask=True,
-                    )
-                    result = tryon_result(client.infer(settings.triton_model, tryon_inputs(request)))
-                    state = result.state if video else b""
+                results = session_results(
+                    client,
+                    settings.triton_model,
+                    images,
+                    30.0 if video else None,
+                    render=False,
+                    face=True,
+                    hands=item.category in ("ring", "watch"),
+                    mask=True,
+                )
+                for data, result in zip(images, results, strict=True):
                     bgr = np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
                     yield scene_from_perception(bgr, parse_perception(result.perception))
             finally:

@@ -7,8 +7,9 @@ overloaded or slow is InferenceUnavailable (backpressure: retried with backoff, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as triton
@@ -51,6 +52,27 @@ class TryOnResult:
     @property
     def pose_found(self) -> bool:
         return self.pose_score >= MIN_POSE_PRESENCE
+
+
+def perception_flags(features: Iterable[str]) -> dict[str, Any]:
+    """TryOnRequest's face/hands/mask flags for a set of perception features (e.g. categories.FEATURES[c])."""
+    wanted = set(features)
+    return {"face": "face" in wanted, "hands": "hands" in wanted, "mask": "mask" in wanted}
+
+
+def session_results(
+    client: Any, model: str, images: Iterable[bytes], fps: float | None, **fields: Any
+) -> Iterator[TryOnResult]:
+    """One shopper's frames through `model` with the synchronous client (CLI, tools, benchmarks, tests). With `fps`
+    a video in tracking mode: capture times at `fps`, each frame carrying the state its predecessor left; without
+    it, stills, each on its own. `fields` are the other TryOnRequest fields, the same for every frame."""
+    state = b""
+    for index, image in enumerate(images):
+        time_us = int(1_000_000 + index * 1e6 / fps) if fps else 0
+        request = TryOnRequest(image, capture_time_us=time_us, state=state, **fields)
+        result = tryon_result(client.infer(model, tryon_inputs(request)))
+        state = result.state if fps else b""
+        yield result
 
 
 def _input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:

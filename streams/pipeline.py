@@ -27,7 +27,7 @@ import numpy as np
 
 from streams.codec import decode
 from streams.errors import BadInput, InferenceUnavailable, SerializationError
-from streams.inference import TryOnRequest, TryOnResult
+from streams.inference import TryOnRequest, TryOnResult, perception_flags
 from streams.metrics import Metrics
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
@@ -290,11 +290,9 @@ class FramePipeline:
             image=frame.image,
             capture_time_us=frame.capture_time_unix_us,
             state=state.perception,
-            face="face" in features,
-            hands="hands" in features,
-            mask="mask" in features,
             max_people=self.settings.max_people,
             client_keypoints=client,
+            **perception_flags(features),
         )
 
     async def _infer(self, frame: Frame) -> tuple[TryOnResult | BadInput | InferenceUnavailable, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import tritonclient.grpc as grpc
 
 from streams.demo import contact_sheet
-from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+from streams.inference import perception_flags, session_results
 from streams.sender import frames_of
 from streams.settings import get_settings
 from streams.stack import triton
@@ -69,21 +69,9 @@ PICKS = {
 
 def try_on(client: grpc.InferenceServerClient, images: list[bytes], item_id: str, category: str) -> np.ndarray:
     """A still, or a video up to its last frame in tracking mode; the last frame rendered with the item."""
-    features = FEATURES[category]
-    state = b""
-    for index, image in enumerate(images):
-        request = TryOnRequest(
-            image,
-            render=index == len(images) - 1,
-            capture_time_us=int(1e6 + index * 1e6 / 30) if len(images) > 1 else 0,
-            state=state,
-            face="face" in features,
-            hands="hands" in features,
-            mask="mask" in features,
-            item_id=item_id,
-        )
-        result = tryon_result(client.infer("tryon", tryon_inputs(request)))
-        state = result.state
+    fps = 30.0 if len(images) > 1 else None
+    flags = perception_flags(FEATURES[category])
+    result = list(session_results(client, "tryon", images, fps, item_id=item_id, **flags))[-1]  # the last frame
     rendered = np.asarray(cv2.imdecode(np.frombuffer(result.rendered, np.uint8), cv2.IMREAD_COLOR))
     original = np.asarray(cv2.imdecode(np.frombuffer(images[-1], np.uint8), cv2.IMREAD_COLOR))
     return zoom(rendered, original)

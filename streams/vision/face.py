@@ -112,10 +112,6 @@ LandmarkModel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 IrisModel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def sigmoid(x: np.ndarray | float) -> np.ndarray:
-    return ssd.sigmoid(np.asarray(x))
-
-
 # --- ROIs -------------------------------------------------------------------------------------------------------
 
 
@@ -217,7 +213,7 @@ def decode_landmarks(raw: np.ndarray, roi: Square) -> np.ndarray:
 
 def face_score(flag: np.ndarray | float) -> float:
     """Face-presence probability from the mesh model's face flag (a logit)."""
-    return float(sigmoid(np.asarray(flag, dtype=np.float64).reshape(-1)[0]))
+    return float(ssd.sigmoid(np.asarray(flag, dtype=np.float64).reshape(-1)[0]))
 
 
 def _iris_matrix(roi: Square, mirrored: bool) -> np.ndarray:
