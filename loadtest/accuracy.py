@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import tritonclient.grpc as grpc
 
-from streams.inference import TryOnRequest, TryOnResult, tryon_inputs, tryon_result
+from streams.inference import TryOnRequest, TryOnResult, session_results, tryon_inputs, tryon_result
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_DETECTOR, Perception
 from streams.sender import frames_of
 from streams.serving.state_codec import face_points, parse_perception
@@ -48,14 +48,11 @@ class Runner:
         result = tryon_result(self.client.infer("tryon", tryon_inputs(request)))
         return result, parse_perception(result.perception)
 
-    def video(self, images: list[bytes], fps: float, track: bool) -> list[tuple[TryOnResult, Perception]]:
-        out, state = [], b""
-        for i, image in enumerate(images):
-            time_us = int(1e6 + i * 1e6 / fps) if track else 0
-            result, perception = self.one(TryOnRequest(image, render=False, capture_time_us=time_us, state=state))
-            state = result.state if track else b""
-            out.append((result, perception))
-        return out
+    def video(
+        self, images: list[bytes], fps: float, track: bool, **fields: bool
+    ) -> list[tuple[TryOnResult, Perception]]:
+        results = session_results(self.client, "tryon", images, fps if track else None, render=False, **fields)
+        return [(result, parse_perception(result.perception)) for result in results]
 
     def pose_photos(self) -> dict[str, object]:
         yoga = json.loads((self.data / "keypoints/tfjs_pose_yoga/pose_blazepose33.json").read_text())
@@ -156,13 +153,7 @@ class Runner:
             _, perception = self.one(TryOnRequest((self.data / photo).read_bytes(), render=False, hands=True))
             out[photo] = [f"{h.handedness} {h.score:.2f}" for h in perception.hands]
         clip = [data for data, *_ in frames_of(self.data / "people/videos/mediapipe_selfie_upper_body.mp4")]
-        state, frames_with_hands = b"", 0
-        for i, image in enumerate(clip):
-            request = TryOnRequest(
-                image, render=False, capture_time_us=int(1e6 + i * 1e6 / 30), state=state, hands=True
-            )
-            result, perception = self.one(request)
-            state, frames_with_hands = result.state, frames_with_hands + bool(perception.hands)
+        frames_with_hands = sum(bool(perception.hands) for _, perception in self.video(clip, 30.0, True, hands=True))
         out["mediapipe_selfie_upper_body.mp4 frames with a hand"] = f"{frames_with_hands}/{len(clip)}"
         return out
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpc
 
-from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+from streams.inference import session_results
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_DETECTOR
 from streams.sender import frames_of
 from streams.serving.state_codec import parse_perception
@@ -44,29 +44,20 @@ MODES: dict[str, dict[str, bool]] = {
 def run_mode(
     client: grpc.InferenceServerClient, clip: list[bytes], fps: float, mode: dict[str, bool]
 ) -> dict[str, object]:
-    state = b""
     latencies: list[float] = []
     stages: dict[str, float] = {}
     detector_runs = 0
     started = time.perf_counter()
-    for index, image in enumerate(clip):
-        request = TryOnRequest(
-            image=image,
-            render=False,
-            # Without a capture time the model treats each frame as a still: detector on every frame.
-            capture_time_us=int(1_000_000 + index * 1e6 / fps) if mode.get("track") else 0,
-            state=state,
-            face=mode.get("face", False),
-            hands=mode.get("hands", False),
-            mask=mode.get("mask", False),
-        )
-        t = time.perf_counter()
-        result = tryon_result(client.infer("tryon", tryon_inputs(request)))
+    # Without a capture time the model treats each frame as a still: detector on every frame.
+    flags = {name: mode.get(name, False) for name in ("face", "hands", "mask")}
+    results = session_results(client, "tryon", clip, fps if mode.get("track") else None, render=False, **flags)
+    t = time.perf_counter()
+    for result in results:
         latencies.append(time.perf_counter() - t)
-        state = result.state if mode.get("track") else b""
         detector_runs += parse_perception(result.perception).pose_source == POSE_SOURCE_DETECTOR
         for stage, seconds in result.stage_seconds.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
+        t = time.perf_counter()
     wall = time.perf_counter() - started
     ms = np.array(latencies) * 1000
     return {

@@ -14,7 +14,7 @@ import numpy as np
 import tritonclient.grpc as grpc
 
 from streams.demo import contact_sheet
-from streams.inference import TryOnRequest, tryon_inputs, tryon_result
+from streams.inference import session_results
 from streams.sender import frames_of
 from streams.serving.state_codec import face_points, hand_points, parse_perception
 from streams.settings import get_settings
@@ -42,20 +42,9 @@ HAND_BONES: tuple[tuple[int, int], ...] = (
 
 def overlay(client: grpc.InferenceServerClient, images: list[bytes]) -> np.ndarray:
     """Run a clip (or one still) through perception with tracking; draw the last frame's results."""
-    state = b""
-    for index, image in enumerate(images):
-        request = TryOnRequest(
-            image,
-            render=False,
-            capture_time_us=int(1e6 + index * 1e6 / 15) if len(images) > 1 else 0,
-            state=state,
-            face=True,
-            hands=True,
-            mask=True,
-            max_people=2,
-        )
-        result = tryon_result(client.infer("tryon", tryon_inputs(request)))
-        state = result.state
+    fps = 15.0 if len(images) > 1 else None
+    flags = {"face": True, "hands": True, "mask": True, "max_people": 2}
+    result = list(session_results(client, "tryon", images, fps, render=False, **flags))[-1]
     perception = parse_perception(result.perception)
     bgr = np.asarray(cv2.imdecode(np.frombuffer(images[-1], np.uint8), cv2.IMREAD_COLOR))
     scale = max(1, round(max(bgr.shape[:2]) / 500))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpc
 
-from streams.inference import TryOnRequest, TryOnResult, tryon_inputs, tryon_result
+from streams.inference import TryOnRequest, TryOnResult, session_results, tryon_inputs, tryon_result
 from streams.proto.vto.v1.perception_pb2 import (
     POSE_SOURCE_CLIENT,
     POSE_SOURCE_DETECTOR,
@@ -42,15 +42,8 @@ def run_video(
     client: grpc.InferenceServerClient, images: list[bytes], fps: float, track: bool, **features: bool
 ) -> list[tuple[TryOnResult, Perception]]:
     """A session frame by frame; with `track` each frame carries the state the previous one left."""
-    out, state = [], b""
-    for i, image in enumerate(images):
-        request = TryOnRequest(
-            image, render=False, capture_time_us=int(1e6 + i * 1e6 / fps) if track else 0, state=state, **features
-        )
-        result, perception = infer(client, request)
-        state = result.state if track else b""
-        out.append((result, perception))
-    return out
+    results = session_results(client, "tryon", images, fps if track else None, render=False, **features)
+    return [(result, parse_perception(result.perception)) for result in results]
 
 
 def face_reference(path: Path, key: str) -> tuple[np.ndarray, int, int]:
