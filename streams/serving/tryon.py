@@ -9,7 +9,6 @@ in one batch. A request whose image cannot be decoded gets an error response of 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from streams.tryon.scene import HandView, Scene
 from streams.vision import blazepose
 from streams.vision.hands import subject_handedness
 
-log = logging.getLogger(__name__)
 MAX_SIDE = 4096
 MAX_PEOPLE = 8
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,11 +180,8 @@ class TritonPythonModel:
                 continue
             result = by_index[i]
             t = time.perf_counter()
-            try:
-                bgr = render_item(self._scene(images[i], inputs[i], result), self.catalogue.get(items[i])).bgr
-            except Exception:
-                log.exception("rendering item %r failed; the frame is returned without it", items[i])
-                bgr = images[i]
+            # render() never raises: a failing renderer returns the frame without the item (and logs it)
+            bgr = render_item(self._scene(images[i], inputs[i], result), self.catalogue.get(items[i])).bgr
             t2 = time.perf_counter()
             ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             self.timings[6] += t2 - t

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -9,6 +10,8 @@ import numpy as np
 from streams.tryon import extremities, face_items, garment, makeup
 from streams.tryon.catalogue import Item
 from streams.tryon.scene import Rendered, Scene
+
+log = logging.getLogger(__name__)
 
 RENDERERS: dict[str, Callable[[Scene, Item], Rendered]] = {
     "top": garment.render_garment,
@@ -25,7 +28,13 @@ RENDERERS: dict[str, Callable[[Scene, Item], Rendered]] = {
 
 
 def render(scene: Scene, item: Item | None) -> Rendered:
-    """The frame with `item` on; the frame unchanged when there is no item or nothing to put it on."""
+    """The frame with `item` on; the frame unchanged when there is no item, nothing to put it on, or a renderer
+    fails (logged): a rendering bug costs one item on one frame, never a Triton batch."""
+    unchanged = Rendered(scene.bgr, np.zeros(scene.bgr.shape[:2], np.float32))
     if item is None:
-        return Rendered(scene.bgr, np.zeros(scene.bgr.shape[:2], np.float32))
-    return RENDERERS[item.category](scene, item)
+        return unchanged
+    try:
+        return RENDERERS[item.category](scene, item)
+    except Exception:
+        log.exception("rendering %s item %r failed; the frame goes out without it", item.category, item.id)
+        return unchanged

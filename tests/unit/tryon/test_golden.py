@@ -81,3 +81,17 @@ def test_rendering_matches_the_golden_image(case: str, data_dir: Path) -> None:
     assert diff.mean() < 2.0 and np.percentile(diff, 99) < 25, (diff.mean(), np.percentile(diff, 99))
     ga, gb = (cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), cv2.CV_32F).ravel() for x in (a, b))
     assert np.corrcoef(ga, gb)[0, 1] > 0.95
+
+
+def test_a_failing_renderer_costs_the_item_not_the_frame(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """render() is what Triton calls: a renderer's bug returns the frame as captured, never an exception."""
+    from streams.tryon import render as render_module
+
+    def broken(scene: Scene, item: object) -> object:
+        raise ValueError("a renderer bug")
+
+    monkeypatch.setitem(render_module.RENDERERS, "glasses", broken)
+    scene = face_scene(data_dir)
+    item = CATALOGUE.get("sunglasses-blue-wayfarer")
+    rendered = render(scene, item)
+    assert rendered.bgr is scene.bgr and not rendered.alpha.any()
