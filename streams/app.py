@@ -26,7 +26,7 @@ from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Outputs, Record
 from streams.session_store import read_states
 from streams.settings import Settings, get_settings
-from streams.tryon.catalogue import Catalogue
+from streams.tryon.catalogue import Catalogue, Item
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,26 @@ def _record(event: Any) -> Record:
 
 
 class CatalogueCategories:
-    """The worker's view of the catalogue: item -> category, re-read when its files change (checked every 2 s)."""
+    """The worker's view of the catalogue: item -> category and whether it has a size chart, re-read when its
+    files change (checked every 2 s)."""
 
     def __init__(self, settings: Settings) -> None:
         self.catalogue = Catalogue(settings.catalogue_dir)
         self.checked = time.monotonic()
 
-    def category(self, item_id: str) -> str | None:
+    def _item(self, item_id: str) -> Item | None:
         if time.monotonic() - self.checked > 2.0:
             self.catalogue.reload_if_changed()
             self.checked = time.monotonic()
-        item = self.catalogue.get(item_id)
+        return self.catalogue.get(item_id)
+
+    def category(self, item_id: str) -> str | None:
+        item = self._item(item_id)
         return None if item is None else item.category
+
+    def sized(self, item_id: str) -> bool:
+        item = self._item(item_id)
+        return item is not None and bool(item.size_chart)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:

@@ -6,12 +6,10 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from streams.errors import VTOError
 from streams.settings import Settings, get_settings
-from streams.tryon.scene import Scene
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
@@ -216,62 +214,69 @@ def _catalogue(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _fit(settings: Settings, path: Path, item_id: str, height_cm: float | None, fit: str) -> dict[str, object]:
-    """Size advice for `item_id` from a photo or a video (tracking mode), perception by the Triton pipeline."""
-    import cv2
-    import numpy as np
+    """Size advice for `item_id` from a photo or a video (tracking mode): the Triton pipeline's advice after the
+    last frame, exactly what the stream sends the shopper (RenderedFrame.fit_advice)."""
     import tritonclient.grpc as grpc
 
-    from streams.fit.session import advise
-    from streams.inference import session_results
+    from streams.inference import perception_flags, session_results
+    from streams.pipeline import MAX_HEIGHT_CM, MIN_HEIGHT_CM
+    from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitPreference, ScaleMethod
     from streams.sender import frames_of
-    from streams.serving.state_codec import parse_perception, scene_from_perception
     from streams.stack import triton
     from streams.tryon.catalogue import Catalogue
+    from streams.tryon.categories import FEATURES, FIT_FEATURES
 
     item = Catalogue(settings.catalogue_dir).get(item_id)
     if item is None:
         raise VTOError(f"item {item_id!r} is not in the catalogue at {settings.catalogue_dir} (`vto catalogue list`)")
     if not item.size_chart:
         raise VTOError(f"item {item_id!r} ({item.category}) has no size chart: nothing to advise")
+    if height_cm is not None and not MIN_HEIGHT_CM <= height_cm <= MAX_HEIGHT_CM:
+        raise VTOError(f"--height-cm {height_cm} is outside {MIN_HEIGHT_CM:.0f}..{MAX_HEIGHT_CM:.0f}")
     if not path.is_file():
         raise VTOError(f"{path} is not a file")
     video = path.suffix.lower() in VIDEO_SUFFIXES
-
-    def scenes() -> Iterator[Scene]:
-        with triton.running(settings):
-            client = grpc.InferenceServerClient(settings.triton_grpc_url)
-            images = [data for data, *_ in frames_of(path)]
-            try:
-                results = session_results(
-                    client,
-                    settings.triton_model,
-                    images,
-                    30.0 if video else None,
-                    render=False,
-                    face=True,
-                    hands=item.category in ("ring", "watch"),
-                    mask=True,
-                )
-                for data, result in zip(images, results, strict=True):
-                    bgr = np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
-                    yield scene_from_perception(bgr, parse_perception(result.perception))
-            finally:
-                client.close()
-
-    report = advise(scenes(), item, height_cm, fit)
-    advice = report.advice
+    advice, frames = FitAdvice(), 0
+    with triton.running(settings):
+        client = grpc.InferenceServerClient(settings.triton_grpc_url)
+        try:
+            for result in session_results(
+                client,
+                settings.triton_model,
+                (data for data, *_ in frames_of(path)),
+                30.0 if video else None,
+                render=False,
+                item_id=item_id,
+                height_cm=height_cm or 0.0,
+                fit=FitPreference.Value(f"FIT_PREFERENCE_{fit.upper()}"),
+                **perception_flags(FEATURES[item.category] | FIT_FEATURES.get(item.category, frozenset())),
+            ):
+                frames += 1
+                if result.advice:
+                    advice.ParseFromString(result.advice)
+        finally:
+            client.close()
     return {
         "file": str(path),
         "item": item_id,
         "category": item.category,
         "fit": fit,
-        "size": advice.size if advice else None,
-        "runner_up": advice.runner_up if advice else None,
-        "confidence": round(advice.confidence, 3) if advice else 0.0,
-        "measurements_cm": {} if report.relative else {k: round(v[0], 1) for k, v in report.estimates.items()},
-        "reasons": advice.reasons if advice else ["nothing the size chart needs could be measured"],
-        "scale": "relative (no height given and no usable iris)" if report.relative else report.scale_methods,
-        "frames": report.frames,
+        "size": advice.size or None,
+        "runner_up": advice.runner_up or None,
+        "confidence": round(advice.confidence, 3),
+        "measurements_cm": {name: round(m.value_cm, 1) for name, m in sorted(advice.measurements.items())},
+        "measurements": {
+            name: {
+                "value_cm": round(m.value_cm, 1),
+                "spread_cm": round(m.spread_cm, 1),
+                "confidence": round(m.confidence, 2),
+            }
+            for name, m in sorted(advice.measurements.items())
+        },
+        "reasons": list(advice.reasons) or ["nothing the size chart needs could be measured"],
+        "scale": ScaleMethod.Name(advice.scale).removeprefix("SCALE_METHOD_").lower() if advice.size else "none",
+        "frames": frames,
+        "frames_measured": advice.frames,
     }
 
 
@@ -297,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--session", required=True)
     send.add_argument("--fps", type=float, default=15.0, help="pacing; 0 sends as fast as possible")
     send.add_argument("--item", default="", help="catalogue item being tried on")
+    send.add_argument("--height-cm", type=float, default=0.0, help="the shopper's height, for size advice")
+    send.add_argument("--fit", choices=["regular", "loose", "tight"], default="regular", help="fit preference")
+    send.add_argument("--share-measurements", action="store_true", help="consent: measurements may go to analytics")
     pose = sub.add_parser("pose", help="print per-frame keypoints computed by the Triton models")
     pose.add_argument("path", type=Path)
     pose.add_argument("--json", action="store_true", help="JSON output (the only format for now)")
@@ -357,10 +365,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(json.dumps(embedded.status(settings), indent=2))
         elif args.command == "send":
+            from streams.proto.vto.v1.fit_advice_pb2 import FitPreference
             from streams.sender import frames_of
             from streams.sender import send as send_session
 
-            sent = send_session(settings, frames_of(args.path), args.session, args.fps, args.item)
+            profile = {
+                "height_cm": args.height_cm,
+                "fit": FitPreference.Value(f"FIT_PREFERENCE_{args.fit.upper()}"),
+                "share_measurements": args.share_measurements,
+            }
+            sent = send_session(settings, frames_of(args.path), args.session, args.fps, args.item, profile=profile)
             print(f"sent {len(sent)} frames of session {args.session} to {settings.frames_topic}")
         elif args.command == "pose":
             if args.max_people is not None and not 1 <= args.max_people <= 8:

@@ -18,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 from streams.errors import BadInput, InferenceUnavailable
 from streams.vision.blazepose import MIN_POSE_PRESENCE
 
-SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "render", "encode")
+SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "fit", "render", "encode")
 BAD_IMAGE_PREFIX = "bad image: "  # how the tryon model marks errors caused by the request's image
 
 
@@ -36,6 +36,8 @@ class TryOnRequest:
     max_people: int = 1
     client_keypoints: np.ndarray | None = None  # (33, 4): skips the pose models
     item_id: str = ""  # catalogue item to render (empty: the frame as captured)
+    height_cm: float = 0.0  # the shopper's stated height for size advice (0: not given)
+    fit: int = 0  # vto.v1.FitPreference (0: regular)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class TryOnResult:
     stage_seconds: dict[str, float]  # server-side stages of this frame's batch
     perception: bytes = b""  # serialized vto.v1.Perception
     state: bytes = b""  # serialized vto.v1.PerceptionState for the session's next frame
+    advice: bytes = b""  # serialized vto.v1.FitAdvice; empty without advice
 
     @property
     def pose_found(self) -> bool:
@@ -91,6 +94,8 @@ def tryon_inputs(request: TryOnRequest) -> list[triton.InferInput]:
         _input("FEATURES", np.array([[request.face, request.hands, request.mask]], dtype=np.bool_), "BOOL"),
         _input("MAX_PEOPLE", np.array([[request.max_people]], dtype=np.int32), "INT32"),
         _input("ITEM_ID", np.array([[request.item_id.encode()]], dtype=np.object_), "BYTES"),
+        _input("HEIGHT_CM", np.array([[request.height_cm]], dtype=np.float32), "FP32"),
+        _input("FIT_PREFERENCE", np.array([[request.fit]], dtype=np.int32), "INT32"),
     ]
     if request.client_keypoints is not None:
         keypoints = np.asarray(request.client_keypoints, dtype=np.float32).reshape(1, 33, 4)
@@ -111,6 +116,7 @@ def tryon_result(res: triton.InferResult) -> TryOnResult:
         stage_seconds={stage: float(t) for stage, t in zip(SERVER_STAGES, timings, strict=True)},
         perception=bytes(res.as_numpy("PERCEPTION")[0][0]),
         state=bytes(res.as_numpy("STATE")[0][0]),
+        advice=bytes(res.as_numpy("ADVICE")[0][0]),
     )
 
 

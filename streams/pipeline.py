@@ -31,6 +31,7 @@ from streams.inference import TryOnRequest, TryOnResult, perception_flags
 from streams.metrics import Metrics
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
+from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitPreference
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.perception_pb2 import PoseSource
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -38,13 +39,20 @@ from streams.proto.vto.v1.session_control_pb2 import SessionControl
 from streams.proto.vto.v1.session_state_pb2 import SessionState as SessionStateMessage
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
-from streams.tryon.categories import FEATURES
+from streams.tryon.categories import FEATURES, FIT_FEATURES
 
 log = logging.getLogger(__name__)
 
 MAGIC = {IMAGE_FORMAT_JPEG: b"\xff\xd8\xff", IMAGE_FORMAT_PNG: b"\x89PNG\r\n\x1a\n"}
 NUM_KEYPOINTS = 33
-KNOWN_ACTIONS = (SessionControl.ACTION_START, SessionControl.ACTION_SELECT_ITEM, SessionControl.ACTION_END)
+KNOWN_ACTIONS = (
+    SessionControl.ACTION_START,
+    SessionControl.ACTION_SELECT_ITEM,
+    SessionControl.ACTION_END,
+    SessionControl.ACTION_SET_FIT_PROFILE,
+)
+MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a stated height outside this range is refused (0 = not given)
+ADVICE_CONFIDENCE_STEP = 0.1  # a TYPE_FIT_ADVICE event when the confidence moved this much (or the size changed)
 # Per worker; least recently seen sessions are forgotten first (their state is on the state topic). A session's
 # state is ~32 KB with face tracking, so 10 000 sessions bound it to ~320 MB.
 MAX_SESSIONS = 10_000
@@ -77,9 +85,12 @@ class TryOn(Protocol):
 
 
 class Categories(Protocol):
-    """What the worker needs of the catalogue: an item's category, or None for an unknown item."""
+    """What the worker needs of the catalogue: an item's category (None for an unknown item), and whether it has a
+    size chart (then Triton also runs what size advice needs)."""
 
     def category(self, item_id: str) -> str | None: ...
+
+    def sized(self, item_id: str) -> bool: ...
 
 
 @dataclass
@@ -90,6 +101,10 @@ class SessionState:
     perception: bytes = b""  # opaque tracking state from Triton, handed back with the next frame
     sequence: int = 0
     capture_time_unix_us: int = 0
+    height_cm: float = 0.0  # the shopper's fit profile (SessionControl): 0 = height not given
+    fit: int = FitPreference.FIT_PREFERENCE_UNSPECIFIED
+    share_measurements: bool = False
+    advised: str = ""  # the last advice sent as an event: "item|size|runner-up|confidence"
 
     def to_message(self, session_id: str) -> SessionStateMessage:
         return SessionStateMessage(
@@ -102,6 +117,10 @@ class SessionState:
             rendered_items=sorted(self.rendered_items),
             perception=self.perception,
             updated_unix_us=now_us(),
+            height_cm=self.height_cm,
+            fit=self.fit,  # type: ignore[arg-type]
+            share_measurements=self.share_measurements,
+            advised=self.advised,
         )
 
     @classmethod
@@ -113,6 +132,10 @@ class SessionState:
             perception=msg.perception,
             sequence=msg.sequence,
             capture_time_unix_us=msg.capture_time_unix_us,
+            height_cm=msg.height_cm,
+            fit=msg.fit,
+            share_measurements=msg.share_measurements,
+            advised=msg.advised,
         )
 
 
@@ -159,6 +182,17 @@ def validate(record: Record, settings: Settings) -> Frame:
     return frame
 
 
+def check_fit_profile(control: SessionControl) -> None:
+    """The shopper's fit profile on a SessionControl must be usable, else BadInput("bad_fit_profile")."""
+    height = control.height_cm
+    if height and not (math.isfinite(height) and MIN_HEIGHT_CM <= height <= MAX_HEIGHT_CM):
+        raise BadInput(
+            "bad_fit_profile", f"height_cm {height} is outside {MIN_HEIGHT_CM:.0f}..{MAX_HEIGHT_CM:.0f} (0 = not given)"
+        )
+    if control.fit not in FitPreference.values():
+        raise BadInput("bad_fit_profile", f"fit {control.fit} is not a FitPreference")
+
+
 class FramePipeline:
     def __init__(
         self, settings: Settings, tryon: TryOn, metrics: Metrics, worker_id: str, catalogue: Categories | None = None
@@ -179,9 +213,17 @@ class FramePipeline:
         return state
 
     def _event(
-        self, out: Outputs, session_id: str, item_id: str, kind: TryOnEvent.Type.ValueType, frame: Frame | None = None
+        self,
+        out: Outputs,
+        session_id: str,
+        item_id: str,
+        kind: TryOnEvent.Type.ValueType,
+        frame: Frame | None = None,
+        advice: FitAdvice | None = None,
     ) -> None:
         event = TryOnEvent(session_id=session_id, item_id=item_id, type=kind, event_time_unix_us=now_us())
+        if advice is not None:
+            event.fit_advice.CopyFrom(advice)
         if frame is not None:
             event.capture_time_unix_us = frame.capture_time_unix_us
             event.sequence = frame.sequence
@@ -283,8 +325,10 @@ class FramePipeline:
             client = np.array([[k.x, k.y, k.visibility, k.presence] for k in frame.client_keypoints], np.float32)
         item_id = frame.item_id or state.item_id
         category = self._category(item_id) if item_id else None
-        # What the item's renderer needs, plus what the operator asked for on every frame.
+        # What the item's renderer needs, what its size advice needs, and what the operator asked for on every frame.
         features = self.settings.perception | FEATURES.get(category or "", frozenset())
+        if category and self.catalogue is not None and self.catalogue.sized(item_id):
+            features |= FIT_FEATURES.get(category, frozenset())
         return TryOnRequest(
             item_id=item_id if category is not None else "",
             image=frame.image,
@@ -292,6 +336,8 @@ class FramePipeline:
             state=state.perception,
             max_people=self.settings.max_people,
             client_keypoints=client,
+            height_cm=state.height_cm,
+            fit=state.fit,
             **perception_flags(features),
         )
 
@@ -344,6 +390,8 @@ class FramePipeline:
         )
         if result.perception:
             rendered.perception.ParseFromString(result.perception)
+        if result.advice:
+            rendered.fit_advice.ParseFromString(result.advice)
         self.metrics.pose_source.labels(
             PoseSource.Name(rendered.perception.pose_source).removeprefix("POSE_SOURCE_").lower()
         ).inc()
@@ -367,6 +415,27 @@ class FramePipeline:
             kind = TryOnEvent.TYPE_POSE_FOUND if found else TryOnEvent.TYPE_POSE_LOST
             self._event(out, frame.session_id, state.item_id, kind, frame)
         state.pose_found = found
+        if rendered.HasField("fit_advice"):
+            self._advice_event(out, frame, state, rendered.fit_advice)
+
+    def _advice_event(self, out: Outputs, frame: Frame, state: SessionState, advice: FitAdvice) -> None:
+        """A TYPE_FIT_ADVICE event when the advice changed: another item, size or runner-up, or a confidence
+        ADVICE_CONFIDENCE_STEP away from the last one sent. The shopper's measurements (and the reasons, which
+        name them) go to analytics only with their consent."""
+        last = state.advised.split("|")
+        if (
+            len(last) == 4
+            and last[:3] == [advice.item_id, advice.size, advice.runner_up]
+            and abs(float(last[3]) - advice.confidence) < ADVICE_CONFIDENCE_STEP
+        ):
+            return
+        state.advised = f"{advice.item_id}|{advice.size}|{advice.runner_up}|{advice.confidence:.3f}"
+        shared = FitAdvice()
+        shared.CopyFrom(advice)
+        if not state.share_measurements:
+            shared.ClearField("measurements")
+            shared.ClearField("reasons")
+        self._event(out, frame.session_id, advice.item_id, TryOnEvent.TYPE_FIT_ADVICE, frame, shared)
 
     # -- session control --------------------------------------------------------------------------------
     def handle_control(self, record: Record) -> Outputs:
@@ -378,8 +447,10 @@ class FramePipeline:
                 raise BadInput("missing_session_id", "SessionControl.session_id is empty")
             if control.action not in KNOWN_ACTIONS:
                 raise BadInput(
-                    "unknown_action", f"SessionControl.action {control.action} is not START, SELECT_ITEM or END"
+                    "unknown_action",
+                    f"SessionControl.action {control.action} is not START, SELECT_ITEM, END or SET_FIT_PROFILE",
                 )
+            check_fit_profile(control)
             if (
                 control.item_id
                 and control.action != SessionControl.ACTION_END
@@ -395,8 +466,22 @@ class FramePipeline:
         sid = control.session_id
         if control.action == SessionControl.ACTION_START:
             self.sessions.pop(sid, None)  # a (re)started session tracks afresh
-            self._session(sid).item_id = control.item_id
+            state = self._session(sid)
+            state.item_id = control.item_id
+            state.height_cm, state.fit, state.share_measurements = (
+                control.height_cm,
+                control.fit,
+                control.share_measurements,
+            )
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
+            self._save_state(out, record.partition, sid)
+        elif control.action == SessionControl.ACTION_SET_FIT_PROFILE:
+            state = self._session(sid)
+            state.height_cm, state.fit, state.share_measurements = (
+                control.height_cm,
+                control.fit,
+                control.share_measurements,
+            )
             self._save_state(out, record.partition, sid)
         elif control.action == SessionControl.ACTION_SELECT_ITEM:
             self._session(sid).item_id = control.item_id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +80,11 @@ def send(
     fps: float,
     item: str | Sequence[str] = "",
     camera: str = "cam0",
+    profile: Mapping[str, object] | None = None,
 ) -> list[Sent]:
     """Publish START, each (image, format, width, height) at `fps` (0 = at once), then END; return what was sent.
+
+    `profile` is the shopper's fit profile sent with START (SessionControl height_cm, fit, share_measurements).
 
     `item` is the catalogue item tried on; a list of items splits the frames into equal runs, one per item
     (each frame names its item, so the session switches items as a shopper picking from the page would)."""
@@ -97,6 +100,9 @@ def send(
 
     def control(action: SessionControl.Action.ValueType) -> None:
         msg = SessionControl(session_id=session, action=action, item_id=items[0], time_unix_us=time.time_ns() // 1000)
+        if action == SessionControl.ACTION_START:
+            for name, value in (profile or {}).items():
+                setattr(msg, name, value)
         prod.produce(settings.control_topic, key=session.encode(), value=msg.SerializeToString(), on_delivery=delivered)
 
     control(SessionControl.ACTION_START)

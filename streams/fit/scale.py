@@ -1,4 +1,5 @@
-"""Metric scale of a frame (centimetres per image pixel): from the shopper's stated height, else the iris, else none.
+"""Metric scale of a frame (centimetres per image pixel): from the shopper's stated height, else the eyes (iris
+and inter-pupillary distance), else none.
 
 Priority (`choose_scale`): height > iris > none. Each `Scale` carries its expected relative error (about one
 standard deviation; ~95 % of shoppers within twice that), which the aggregator turns into confidence.
@@ -14,14 +15,17 @@ self-reported height ~1 % (people round up by ~1-2 cm), head-proportion factor ~
 above the eyes, +-2.5 cm between people), keypoint placement ~1-2 % (a few px over ~500 px of body). Needs the
 ankles/heels in the frame: without them, None.
 
-Iris (expected error ~9 %, more when the iris is small in the image). The horizontal visible iris diameter is
-11.7 mm with a population SD of ~0.5 mm (~4 %), nearly independent of body size, so alone it scales the face; the
-landmark model places the four iris edge points to ~1 px, i.e. +-4 % on a 25 px iris and much worse on a 6 px one
-(a full-body frame), and the face is at roughly, not exactly, the body's depth. We take the larger of the
-horizontal and vertical diameters of each iris (yaw shortens the horizontal one, pitch the vertical one) and
-average both eyes. Cross-check: the inter-pupillary distance (iris centre to iris centre, with the mesh z) against
-the population mean of 63 mm (SD ~3.5 mm, ~6 %); when the two disagree by more than IPD_TOLERANCE the scale is
-flagged and its error raised to DISAGREE_ERROR.
+Iris and inter-pupillary distance (expected error ~6-9 %). Two references on the face mesh, combined:
+- the horizontal visible iris diameter, 11.7 mm, population SD ~0.5 mm (IRIS_POP_ERROR ~4 %), nearly independent
+  of body size; we take the larger of the horizontal and vertical diameters of each iris (yaw shortens the
+  horizontal one, pitch the vertical one) and average both eyes;
+- the inter-pupillary distance (iris centre to iris centre, with the mesh z so a turned head does not shorten
+  it), population mean 63 mm, SD ~3.5 mm (IPD_POP_ERROR ~5.5 %).
+Each also carries the landmark model's placement error, ~1 px: +-4 % on a 25 px iris but +-12 % on the 8 px iris
+of a webcam at arm's length, where the 45 px IPD is still good to 2 %. The scale is the inverse-variance weighted
+mean of the two; its error the combined one, plus DEPTH_ERROR (~5 %: the face is at roughly, not exactly, the
+body's depth). When the two disagree beyond DISAGREE_SIGMAS of their joint error (a squint, a wrong mesh) the
+scale is flagged and its error raised to DISAGREE_ERROR.
 
 None: no absolute measurement. The measurements become ratios to the shoulder width (relative, low confidence).
 """
@@ -36,13 +40,15 @@ import numpy as np
 
 IRIS_DIAMETER_CM = 1.17
 IPD_CM = 6.3
-IPD_TOLERANCE = 0.15  # relative: beyond ~2 SD of IPD plus the iris' own error
 HEAD_ABOVE_EYES = 0.54  # vertex above the eyes, as a fraction of the eye -> mid-shoulder distance
 MIN_VISIBILITY = 0.5
 MIN_IRIS_PX = 3.0  # below this the iris edge points are noise
 HEIGHT_ERROR = 0.03
-IRIS_ERROR = 0.09
-IRIS_PX_ERROR = 1.0  # px: placement error of the iris edge points, relative error = this / diameter
+IRIS_POP_ERROR = 0.04
+IPD_POP_ERROR = 0.055
+LANDMARK_PX_ERROR = 1.0  # px: placement error of the iris points; relative error = this / the distance
+DEPTH_ERROR = 0.05
+DISAGREE_SIGMAS = 2.5
 DISAGREE_ERROR = 0.15
 
 # BlazePose indices.
@@ -73,28 +79,63 @@ NO_SCALE = Scale(None, "none", 1.0)
 
 @dataclass(frozen=True)
 class IrisScale:
-    """Scale from the iris diameter and, as a cross-check, from the inter-pupillary distance."""
+    """Scale from the iris diameter and the inter-pupillary distance, combined (see the module docstring)."""
 
-    cm_per_px: float  # from the iris diameter (the one used)
-    cm_per_px_ipd: float  # from the IPD vs the population mean
     iris_px: float  # mean iris diameter, px
     ipd_px: float
-    disagree: bool  # the two differ by more than IPD_TOLERANCE
 
     @property
-    def ipd_cm(self) -> float:
-        """The shopper's IPD measured with the iris scale (population: 63 +- 3.5 mm)."""
-        return self.ipd_px * self.cm_per_px
+    def iris_error(self) -> float:
+        return math.hypot(IRIS_POP_ERROR, LANDMARK_PX_ERROR / self.iris_px)
+
+    @property
+    def ipd_error(self) -> float:
+        return math.hypot(IPD_POP_ERROR, LANDMARK_PX_ERROR / self.ipd_px)
+
+    @property
+    def cm_per_px_iris(self) -> float:
+        return IRIS_DIAMETER_CM / self.iris_px
+
+    @property
+    def cm_per_px_ipd(self) -> float:
+        return IPD_CM / self.ipd_px
+
+    @property
+    def cm_per_px(self) -> float:
+        wi, wp = self.iris_error**-2, self.ipd_error**-2
+        return (wi * self.cm_per_px_iris + wp * self.cm_per_px_ipd) / (wi + wp)
+
+    @property
+    def disagree(self) -> bool:
+        gap = abs(math.log(self.cm_per_px_iris / self.cm_per_px_ipd))
+        return gap > DISAGREE_SIGMAS * math.hypot(self.iris_error, self.ipd_error)
 
     @property
     def expected_error(self) -> float:
         if self.disagree:
             return DISAGREE_ERROR
-        return math.hypot(IRIS_ERROR, IRIS_PX_ERROR / self.iris_px)
+        combined = (self.iris_error**-2 + self.ipd_error**-2) ** -0.5
+        return math.hypot(combined, DEPTH_ERROR)
+
+
+def seen(keypoints: np.ndarray) -> np.ndarray:
+    """Per keypoint, how surely it is seen in the frame: its visibility, capped by its presence (BlazePose gives
+    points beyond the frame's edge a guessed position, sometimes with a high visibility but a low presence)."""
+    kp = np.asarray(keypoints, np.float64)
+    return np.minimum(kp[:, 2], kp[:, 3]) if kp.shape[1] > 3 else kp[:, 2]
+
+
+def in_frame(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The keypoints with the visibility of those outside the width x height frame set to 0: BlazePose places
+    them anyway, at times with a high visibility and presence (hips just below a webcam's frame)."""
+    kp = np.array(keypoints, np.float64)
+    outside = (kp[:, 0] < 0) | (kp[:, 1] < 0) | (kp[:, 0] >= width) | (kp[:, 1] >= height)
+    kp[outside, 2] = 0.0
+    return kp
 
 
 def _visible(keypoints: np.ndarray, *idx: int) -> bool:
-    return bool(np.all(keypoints[list(idx), 2] >= MIN_VISIBILITY))
+    return bool(np.all(seen(keypoints)[list(idx)] >= MIN_VISIBILITY))
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,7 +147,7 @@ def stature_px(keypoints: np.ndarray) -> float | None:
     kp = np.asarray(keypoints, np.float64)
     if not _visible(kp, LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP):
         return None
-    eyes = [i for i in (LEFT_EYE, RIGHT_EYE) if kp[i, 2] >= MIN_VISIBILITY]
+    eyes = [i for i in (LEFT_EYE, RIGHT_EYE) if seen(kp)[i] >= MIN_VISIBILITY]
     if not eyes:
         return None
     eye = kp[eyes, :2].mean(axis=0)
@@ -141,22 +182,17 @@ def _iris_diameter(face: np.ndarray, idx: tuple[int, ...]) -> float:
 
 
 def scale_from_iris(face: np.ndarray | None) -> IrisScale | None:
-    """Scale from the 478-point mesh's iris (11.7 mm), cross-checked by the IPD (63 mm); None without irises."""
+    """Scale from the 478-point mesh's irises (11.7 mm) and their distance (63 mm); None without irises."""
     if face is None or len(face) < 478:
         return None
     f = np.asarray(face, np.float64)
     if not np.all(np.isfinite(f[468:478])):
         return None
     iris_px = (_iris_diameter(f, IRIS_A) + _iris_diameter(f, IRIS_B)) / 2
-    if iris_px < MIN_IRIS_PX:
-        return None
     ipd_px = _dist(f[IRIS_A[0]], f[IRIS_B[0]])  # with z: yaw does not shorten it
-    if ipd_px <= 0:
+    if iris_px < MIN_IRIS_PX or ipd_px <= iris_px:
         return None
-    cm_per_px = IRIS_DIAMETER_CM / iris_px
-    cm_per_px_ipd = IPD_CM / ipd_px
-    disagree = abs(cm_per_px / cm_per_px_ipd - 1.0) > IPD_TOLERANCE
-    return IrisScale(cm_per_px, cm_per_px_ipd, iris_px, ipd_px, disagree)
+    return IrisScale(iris_px, ipd_px)
 
 
 def choose_scale(

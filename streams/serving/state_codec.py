@@ -7,9 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from streams.fit.aggregate import FitState
+from streams.fit.session import FitReport
 from streams.proto.vto.v1.common_pb2 import Keypoint
+from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitMeasurement, FitPreference, ScaleMethod
 from streams.proto.vto.v1.perception_pb2 import Face, Hand, Mask, Perception, Person
 from streams.proto.vto.v1.session_state_pb2 import FilterState, PerceptionState, Roi
+from streams.proto.vto.v1.session_state_pb2 import FitState as FitStateMessage
 from streams.tryon.scene import HandView, Scene
 from streams.vision import blazepose, face, hands, segmentation
 from streams.vision.geometry import Square
@@ -139,6 +143,69 @@ def mask_track_from_proto(state: PerceptionState) -> segmentation.MaskTrack | No
 def mask_track_to_proto(track: segmentation.MaskTrack, state: PerceptionState) -> None:
     state.mask.width, state.mask.height = track.width, track.height
     state.mask.previous = np.ascontiguousarray(track.previous, np.uint8).tobytes()
+
+
+# -- size advice ------------------------------------------------------------------------------------------------
+SCALE_METHODS = {"height": ScaleMethod.SCALE_METHOD_HEIGHT, "iris": ScaleMethod.SCALE_METHOD_IRIS}
+FIT_PREFERENCES = {
+    FitPreference.FIT_PREFERENCE_LOOSE: "loose",
+    FitPreference.FIT_PREFERENCE_TIGHT: "tight",
+}  # anything else (UNSPECIFIED, REGULAR, unknown values) is "regular"
+
+
+def fit_preference(value: int) -> str:
+    return FIT_PREFERENCES.get(value, "regular")  # type: ignore[call-overload]
+
+
+def fit_to_proto(fit: FitState, out: FitStateMessage) -> None:
+    out.Clear()
+    for name, pairs in fit.values.items():
+        series = out.series[name]
+        series.values[:] = [p[0] for p in pairs]
+        series.qualities[:] = [p[1] for p in pairs]
+        series.count = fit.counts.get(name, len(pairs))
+    out.relative, out.scale_error, out.height_cm = fit.relative, fit.scale_error, fit.height_cm
+    out.scale = SCALE_METHODS.get(fit.scale, ScaleMethod.SCALE_METHOD_NONE)
+
+
+def fit_from_proto(msg: FitStateMessage) -> FitState:
+    """The session's fit state; empty (relative, nothing measured) when the message is."""
+    if not msg.series and not msg.height_cm and not msg.scale:
+        return FitState()
+    methods = {v: k for k, v in SCALE_METHODS.items()}
+    return FitState(
+        values={
+            name: [[float(v), float(q)] for v, q in zip(s.values, s.qualities, strict=False)]
+            for name, s in msg.series.items()
+        },
+        counts={name: int(s.count) for name, s in msg.series.items()},
+        relative=msg.relative,
+        scale_error=float(msg.scale_error),
+        height_cm=float(msg.height_cm),
+        scale=methods.get(msg.scale, "none"),
+    )
+
+
+def advice_to_proto(report: FitReport, item_id: str, fit: FitPreference.ValueType | int) -> FitAdvice | None:
+    """The FitAdvice message for the shopper (all measurements and reasons), or None without advice."""
+    advice = report.advice
+    if advice is None:
+        return None
+    return FitAdvice(
+        item_id=item_id,
+        size=advice.size,
+        runner_up=advice.runner_up or "",
+        confidence=float(advice.confidence),
+        reasons=advice.reasons,
+        fit=FitPreference.ValueType(fit or FitPreference.FIT_PREFERENCE_REGULAR),
+        scale=SCALE_METHODS.get(report.scale, ScaleMethod.SCALE_METHOD_NONE),
+        frames=report.frames,
+        measurements={}
+        if report.relative
+        else {
+            name: FitMeasurement(value_cm=v, spread_cm=s, confidence=c) for name, (v, s, c) in report.estimates.items()
+        },
+    )
 
 
 # -- results --------------------------------------------------------------------------------------------------

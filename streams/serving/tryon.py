@@ -1,9 +1,10 @@
-"""Triton python-backend model `tryon`: one encoded frame (+ the session's state) in; perception, the rendered
-frame and the session's next state out.
+"""Triton python-backend model `tryon`: one encoded frame (+ the session's state) in; perception, the size
+advice, the rendered frame and the session's next state out.
 
 decode -> perception (streams/serving/perception.py: pose, face, hands, mask; each model a BLS call on the
-whole batch) -> render -> encode. All requests that Triton's dynamic batcher hands over go through each model
-in one batch. A request whose image cannot be decoded gets an error response of its own; the others go on.
+whole batch) -> fit (streams/fit: items with a size chart) -> render -> encode. All requests that Triton's
+dynamic batcher hands over go through each model in one batch. A request whose image cannot be decoded gets an
+error response of its own; the others go on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from streams.fit import session as fit_session
 from streams.serving import perception
 from streams.serving import state_codec as codec
 from streams.tryon.catalogue import Catalogue
@@ -30,7 +32,7 @@ from streams.vision.hands import subject_handedness
 MAX_SIDE = 4096
 MAX_PEOPLE = 8
 ROOT = Path(__file__).resolve().parents[2]
-TIMING_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "render", "encode")
+TIMING_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "fit", "render", "encode")
 MODEL_STAGE = {
     "pose_detection": "pose_detection",
     "pose_landmark_full": "pose_landmark",
@@ -134,6 +136,8 @@ class TritonPythonModel:
         inputs: dict[int, perception.FrameInput] = {}
         render: dict[int, bool] = {}
         items: dict[int, str] = {}
+        heights: dict[int, float] = {}
+        preferences: dict[int, int] = {}
         for i, request in enumerate(requests):
             data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)[0]
             try:
@@ -145,6 +149,12 @@ class TritonPythonModel:
             render[i] = True if flag is None else bool(flag.reshape(-1)[0])
             item = _optional(request, "ITEM_ID")
             items[i] = bytes(item.reshape(-1)[0]).decode(errors="replace") if item is not None else ""
+            height = _optional(request, "HEIGHT_CM")
+            heights[i] = float(height.reshape(-1)[0]) if height is not None else 0.0
+            if not fit_session.MIN_HEIGHT_CM <= heights[i] <= fit_session.MAX_HEIGHT_CM:
+                heights[i] = 0.0  # not given (the worker refuses implausible heights before they get here)
+            preference = _optional(request, "FIT_PREFERENCE")
+            preferences[i] = int(preference.reshape(-1)[0]) if preference is not None else 0
             state = _optional(request, "STATE")
             capture = _optional(request, "CAPTURE_TIME_US")
             features = _optional(request, "FEATURES")
@@ -175,17 +185,29 @@ class TritonPythonModel:
 
         self.catalogue.reload_if_changed()
         encoded: dict[int, bytes] = {}
+        advice: dict[int, bytes] = {}
         for i in order:
+            result, wanted = by_index[i], self.catalogue.get(items[i])
+            scene = self._scene(images[i], inputs[i], result)
+            # The session's fit measurements travel in its tracking state, untouched by items without a chart.
+            result.state.fit.CopyFrom(inputs[i].state.fit)
+            if wanted is not None and wanted.size_chart:
+                t = time.perf_counter()
+                fit = fit_session.fold(codec.fit_from_proto(inputs[i].state.fit), scene, heights[i] or None)
+                codec.fit_to_proto(fit, result.state.fit)
+                report = fit_session.advise(fit, wanted, codec.fit_preference(preferences[i]))
+                message = codec.advice_to_proto(report, wanted.id, preferences[i])
+                advice[i] = message.SerializeToString() if message is not None else b""
+                self.timings[TIMING_STAGES.index("fit")] += time.perf_counter() - t
             if not render[i]:
                 continue
-            result = by_index[i]
             t = time.perf_counter()
             # render() never raises: a failing renderer returns the frame without the item (and logs it)
-            bgr = render_item(self._scene(images[i], inputs[i], result), self.catalogue.get(items[i])).bgr
+            bgr = render_item(scene, wanted).bgr
             t2 = time.perf_counter()
             ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            self.timings[6] += t2 - t
-            self.timings[7] += time.perf_counter() - t2
+            self.timings[TIMING_STAGES.index("render")] += t2 - t
+            self.timings[TIMING_STAGES.index("encode")] += time.perf_counter() - t2
             encoded[i] = buf.tobytes() if ok else b""
 
         responses = []
@@ -202,6 +224,7 @@ class TritonPythonModel:
                 pb_utils.Tensor("TIMINGS", self.timings[None].copy()),
                 pb_utils.Tensor("PERCEPTION", np.array([[result.perception.SerializeToString()]], dtype=np.object_)),
                 pb_utils.Tensor("STATE", np.array([[result.state.SerializeToString()]], dtype=np.object_)),
+                pb_utils.Tensor("ADVICE", np.array([[advice.get(i, b"")]], dtype=np.object_)),
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses

@@ -16,3 +16,14 @@ FEATURES: dict[str, frozenset[str]] = {
     "ring": frozenset({"hands"}),
     "watch": frozenset({"hands"}),
 }
+
+# What size advice needs besides the renderer's, for items with a size chart: the face for the iris scale (when
+# the shopper gave no height or the feet are out of frame), the mask for girths, the hands for ring sizes.
+FIT_FEATURES: dict[str, frozenset[str]] = {
+    "top": frozenset({"face", "mask"}),
+    "dress": frozenset({"face", "mask"}),
+    "hat": frozenset({"face"}),
+    "shoes": frozenset({"face"}),
+    "ring": frozenset({"face", "hands"}),
+    "watch": frozenset({"face", "hands"}),
+}

@@ -17,11 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
+from streams.proto.vto.v1.fit_advice_pb2 import FitPreference, ScaleMethod
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_DETECTOR
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.sender import frames_of, send
 from streams.settings import ROOT, Settings
+from streams.tryon.catalogue import Catalogue
 from streams.vision.blazepose import KEYPOINT_NAMES
 from tests.kafka_io import consume
 
@@ -45,7 +47,8 @@ def test_photo_session_renders_keypoints_on_the_person(stack: Settings, data_dir
         ]
     )
     session = f"e2e-photo-{uuid.uuid4().hex[:8]}"
-    send(stack, frames_of(folder / "pose.jpg"), session, fps=0, item="tee-breton-stripes")
+    profile = {"height_cm": 165.0, "fit": FitPreference.FIT_PREFERENCE_LOOSE}  # no consent to share measurements
+    send(stack, frames_of(folder / "pose.jpg"), session, fps=0, item="tee-breton-stripes", profile=profile)
     [frame] = rendered_of(stack, session, 1)
     got = np.array([[k.x, k.y] for k in frame.keypoints])
     assert got.shape == (33, 2)
@@ -64,6 +67,16 @@ def test_photo_session_renders_keypoints_on_the_person(stack: Settings, data_dir
     assert len(perception.people) == 1 and perception.people[0].keypoints[0].x == frame.keypoints[0].x
     assert perception.pose_source == POSE_SOURCE_DETECTOR  # a photo: no track to follow
     assert perception.mask.width == 1000 and sum(perception.mask.rle) == 1000 * 667
+    # Size advice for the tee, scaled by the stated height (the feet are in the photo), back to the shopper...
+    advice = frame.fit_advice
+    chart = Catalogue(stack.catalogue_dir).get("tee-breton-stripes")
+    assert chart is not None and advice.size in chart.size_chart and 0 < advice.confidence <= 1
+    assert advice.scale == ScaleMethod.SCALE_METHOD_HEIGHT and advice.fit == FitPreference.FIT_PREFERENCE_LOOSE
+    assert advice.measurements["chest"].value_cm > 0 and list(advice.reasons)
+    # ... and to analytics once, without the shopper's measurements (no consent given).
+    events = consume(stack, stack.events_topic, lambda m: m.key() == session.encode(), count=4)
+    [shared] = [e.fit_advice for e in map(TryOnEvent.FromString, (m.value() for m in events)) if e.fit_advice.size]
+    assert shared.size == advice.size and not shared.measurements and not shared.reasons
 
 
 def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_dir: Path) -> None:
@@ -199,7 +212,7 @@ def test_vto_fit_prints_a_size_from_the_items_chart_with_its_reasons(stack: Sett
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["size"] in chart and 0.0 <= out["confidence"] <= 1.0 and out["reasons"]
-    assert out["scale"] == {"height": 1}
+    assert out["scale"] == "height" and out["frames"] == out["frames_measured"] == 1
     assert 30 < out["measurements_cm"]["shoulder_width"] < 50 and 60 < out["measurements_cm"]["chest"] < 130
     relative = json.loads(vto_fit("--item", "tee-breton-stripes").stdout)  # no height, a face too small to scale
     assert relative["measurements_cm"] == {} and relative["confidence"] <= 0.2

@@ -16,6 +16,7 @@ from streams.pipeline import FramePipeline, Record, validate
 from streams.pipeline import SessionState as WorkerSessionState
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
+from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitMeasurement, FitPreference
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_TRACKING, Perception
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -51,8 +52,15 @@ class FakeTryOn:
     """Answers like the tryon model: a pose unless told otherwise. Its 'tracking state' counts the frames of a
     session (the state it was handed + 1), so tests can see which state each request carried."""
 
-    def __init__(self, score: float = 0.99, fail: Exception | None = None, size: tuple[int, int] = (64, 48)) -> None:
+    def __init__(
+        self,
+        score: float = 0.99,
+        fail: Exception | None = None,
+        size: tuple[int, int] = (64, 48),
+        advice: list[FitAdvice] | None = None,
+    ) -> None:
         self.score, self.fail, self.size = score, fail, size
+        self.advice = advice or []  # the size advice of each successive frame (none once used up)
         self.calls = 0
         self.requests: list[TryOnRequest] = []
 
@@ -65,8 +73,17 @@ class FakeTryOn:
         kps = np.tile(np.array([[10.0, 20.0, 0.9, 0.95]], np.float32), (33, 1))
         state = str(int(request.state or b"0") + 1).encode()
         perception = Perception(pose_source=POSE_SOURCE_TRACKING).SerializeToString()
+        advice = self.advice.pop(0).SerializeToString() if self.advice else b""
         return TryOnResult(
-            kps, self.score, self.size[0], self.size[1], b"\xff\xd8rendered", {"pose_landmark": 0.01}, perception, state
+            kps,
+            self.score,
+            self.size[0],
+            self.size[1],
+            b"\xff\xd8rendered",
+            {"pose_landmark": 0.01},
+            perception,
+            state,
+            advice,
         )
 
 
@@ -212,8 +229,8 @@ async def test_each_sessions_frames_leave_in_order_while_inferred_concurrently()
     assert [seq for s, seq in order if s == "b"] == [0, 1, 2]
 
 
-def _control(action: int, session: str = "s1", item: str = "tee") -> Record:
-    msg = SessionControl(session_id=session, action=action, item_id=item)  # type: ignore[arg-type]
+def _control(action: int, session: str = "s1", item: str = "tee", **profile: object) -> Record:
+    msg = SessionControl(session_id=session, action=action, item_id=item, **profile)  # type: ignore[arg-type]
     return Record("vto.session-control.v1", 0, 0, session.encode(), msg.SerializeToString())
 
 
@@ -234,6 +251,10 @@ def test_session_control_becomes_analytics_events() -> None:
         (_control(SessionControl.ACTION_START, session=""), "missing_session_id"),
         (_control(SessionControl.ACTION_UNSPECIFIED), "unknown_action"),
         (_control(42), "unknown_action"),
+        (_control(SessionControl.ACTION_SET_FIT_PROFILE, height_cm=300.0), "bad_fit_profile"),
+        (_control(SessionControl.ACTION_START, height_cm=40.0), "bad_fit_profile"),
+        (_control(SessionControl.ACTION_SET_FIT_PROFILE, height_cm=float("nan")), "bad_fit_profile"),
+        (_control(SessionControl.ACTION_SET_FIT_PROFILE, fit=9), "bad_fit_profile"),
     ],
 )
 def test_bad_session_control_is_dead_lettered(rec: Record, reason: str) -> None:
@@ -324,16 +345,22 @@ async def test_a_frame_already_in_the_restored_state_is_dropped_as_replayed_not_
 
 
 class FakeCatalogue:
-    def __init__(self, items: dict[str, str]) -> None:
+    def __init__(self, items: dict[str, str], sized: set[str] | None = None) -> None:
         self.items = items
+        self.with_chart = sized or set()
 
     def category(self, item_id: str) -> str | None:
         return self.items.get(item_id)
 
+    def sized(self, item_id: str) -> bool:
+        return item_id in self.with_chart
 
-def with_catalogue(tryon: FakeTryOn, settings: Settings = SETTINGS) -> tuple[FramePipeline, Metrics]:
+
+def with_catalogue(
+    tryon: FakeTryOn, settings: Settings = SETTINGS, sized: set[str] | None = None
+) -> tuple[FramePipeline, Metrics]:
     metrics = Metrics(CollectorRegistry())
-    catalogue = FakeCatalogue({"tee": "top", "specs": "glasses", "band": "ring"})
+    catalogue = FakeCatalogue({"tee": "top", "specs": "glasses", "band": "ring", "sized-tee": "top"}, sized)
     return FramePipeline(settings, tryon, metrics, "worker-test", catalogue), metrics
 
 
@@ -381,3 +408,97 @@ def test_every_category_asks_for_the_perception_its_renderer_reads() -> None:
     needs["mask"] = {"top", "dress"}
     for feature, categories in needs.items():
         assert {c for c, f in FEATURES.items() if feature in f} == categories, feature
+
+
+async def test_an_item_with_a_size_chart_also_asks_for_what_size_advice_needs() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = with_catalogue(tryon, Settings(perception=""), sized={"sized-tee"})
+    await pipeline.handle_frames([record(frame(item_id="tee").SerializeToString())])
+    await pipeline.handle_frames([record(frame(seq=1, item_id="sized-tee").SerializeToString())])
+    # A top's renderer needs the mask; its size advice also the face (the iris scale when no height is given).
+    assert [(r.face, r.hands, r.mask) for r in tryon.requests] == [(False, False, True), (True, False, True)]
+
+
+async def test_the_shoppers_fit_profile_goes_to_triton_and_survives_a_takeover() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = make(tryon)
+    pipeline.handle_control(_control(SessionControl.ACTION_START, height_cm=172.0))
+    out = pipeline.handle_control(
+        _control(
+            SessionControl.ACTION_SET_FIT_PROFILE,
+            height_cm=181.5,
+            fit=FitPreference.FIT_PREFERENCE_LOOSE,
+            share_measurements=True,
+        )
+    )
+    assert out.dead_letters == [] and out.events == []
+    await pipeline.handle_frames([record(frame().SerializeToString())])
+    sent = tryon.requests[0]
+    assert (sent.height_cm, sent.fit) == (pytest.approx(181.5), FitPreference.FIT_PREFERENCE_LOOSE)
+    tryon2 = FakeTryOn()
+    second, _ = make(tryon2)
+    second.restore([(k, v) for _, k, v in out.states])
+    await second.handle_frames([record(frame(seq=1).SerializeToString())])
+    assert (tryon2.requests[0].height_cm, tryon2.requests[0].fit) == (pytest.approx(181.5), 2)
+    assert second.sessions["s1"].share_measurements
+
+
+def _advice(size: str, confidence: float, runner_up: str = "") -> FitAdvice:
+    return FitAdvice(
+        item_id="tee",
+        size=size,
+        runner_up=runner_up,
+        confidence=confidence,
+        reasons=[f"chest 96-101 cm -> {size}"],
+        measurements={"chest": FitMeasurement(value_cm=98.5, spread_cm=2.5, confidence=0.8)},
+    )
+
+
+async def test_size_advice_reaches_the_shopper_on_every_frame_and_analytics_when_it_changes() -> None:
+    steps = [_advice("M", 0.30), _advice("M", 0.35), _advice("M", 0.45), _advice("L", 0.46, "M"), _advice("L", 0.5)]
+    tryon = FakeTryOn(advice=steps)
+    pipeline, _ = make(tryon)
+    pipeline.handle_control(_control(SessionControl.ACTION_START))
+    records = [record(frame(seq=i).SerializeToString(), offset=i) for i in range(6)]
+    out = await pipeline.handle_frames(records)
+    shown = [RenderedFrame.FromString(v) for _, v in out.rendered]
+    assert [(f.fit_advice.size, f.HasField("fit_advice")) for f in shown] == [
+        ("M", True),
+        ("M", True),
+        ("M", True),
+        ("L", True),
+        ("L", True),
+        ("", False),
+    ]
+    assert shown[0].fit_advice.measurements["chest"].value_cm == pytest.approx(98.5)  # the shopper's own
+    events = [TryOnEvent.FromString(v) for _, v in out.events]
+    advice = [e.fit_advice for e in events if e.type == TryOnEvent.TYPE_FIT_ADVICE]
+    # M 0.30 first; 0.35 is within 0.1 of it; 0.45 is not; then L (another size and a runner-up); L 0.5 drops M.
+    assert [(a.size, a.runner_up, round(a.confidence, 2)) for a in advice] == [
+        ("M", "", 0.3),
+        ("M", "", 0.45),
+        ("L", "M", 0.46),
+        ("L", "", 0.5),
+    ]
+    # No consent: analytics get the size and the confidence, not the shopper's body or the reasons naming it.
+    assert all(not a.measurements and not a.reasons for a in advice)
+    fit_events = [e for e in events if e.type == TryOnEvent.TYPE_FIT_ADVICE]
+    assert [e.sequence for e in fit_events] == [0, 2, 3, 4] and all(e.capture_time_unix_us for e in fit_events)
+
+
+async def test_measurements_go_to_analytics_only_with_consent() -> None:
+    tryon = FakeTryOn(advice=[_advice("M", 0.6)])
+    pipeline, _ = make(tryon)
+    pipeline.handle_control(_control(SessionControl.ACTION_START, share_measurements=True))
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    (advice,) = [TryOnEvent.FromString(v).fit_advice for _, v in out.events if TryOnEvent.FromString(v).fit_advice.size]
+    assert advice.measurements["chest"].value_cm == pytest.approx(98.5) and list(advice.reasons)
+
+
+async def test_a_restored_session_does_not_repeat_the_advice_event() -> None:
+    first, _ = make(FakeTryOn(advice=[_advice("M", 0.6)]))
+    out = await first.handle_frames([record(frame().SerializeToString())])
+    second, _ = make(FakeTryOn(advice=[_advice("M", 0.62)]))
+    second.restore([(k, v) for _, k, v in out.states])
+    out2 = await second.handle_frames([record(frame(seq=1).SerializeToString())])
+    assert [TryOnEvent.FromString(v).type for _, v in out2.events] == []

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from streams.proto.vto.v1 import common_pb2 as vto_dot_v1_dot_common__pb2
+from streams.proto.vto.v1 import fit_advice_pb2 as vto_dot_v1_dot_fit__advice__pb2
 from streams.proto.vto.v1 import perception_pb2 as vto_dot_v1_dot_perception__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvto/v1/rendered_frame.proto\x12\x06vto.v1\x1a\x13vto/v1/common.proto\x1a\x17vto/v1/perception.proto\"\xd2\x03\n\rRenderedFrame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\x0f\n\x07item_id\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\x0c\x12#\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x13.vto.v1.ImageFormat\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12#\n\tkeypoints\x18\n \x03(\x0b\x32\x10.vto.v1.Keypoint\x12\x12\n\npose_score\x18\x0b \x01(\x02\x12>\n\rstage_seconds\x18\x0c \x03(\x0b\x32\'.vto.v1.RenderedFrame.StageSecondsEntry\x12\x1d\n\x15rendered_time_unix_us\x18\r \x01(\x03\x12\x11\n\tworker_id\x18\x0e \x01(\t\x12&\n\nperception\x18\x0f \x01(\x0b\x32\x12.vto.v1.Perception\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvto/v1/rendered_frame.proto\x12\x06vto.v1\x1a\x13vto/v1/common.proto\x1a\x17vto/v1/fit_advice.proto\x1a\x17vto/v1/perception.proto\"\xf9\x03\n\rRenderedFrame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\x0f\n\x07item_id\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\x0c\x12#\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x13.vto.v1.ImageFormat\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12#\n\tkeypoints\x18\n \x03(\x0b\x32\x10.vto.v1.Keypoint\x12\x12\n\npose_score\x18\x0b \x01(\x02\x12>\n\rstage_seconds\x18\x0c \x03(\x0b\x32\'.vto.v1.RenderedFrame.StageSecondsEntry\x12\x1d\n\x15rendered_time_unix_us\x18\r \x01(\x03\x12\x11\n\tworker_id\x18\x0e \x01(\t\x12&\n\nperception\x18\x0f \x01(\x0b\x32\x12.vto.v1.Perception\x12%\n\nfit_advice\x18\x10 \x01(\x0b\x32\x11.vto.v1.FitAdvice\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._loaded_options = None
   _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_options = b'8\001'
-  _globals['_RENDEREDFRAME']._serialized_start=86
-  _globals['_RENDEREDFRAME']._serialized_end=552
-  _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_start=501
-  _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_end=552
+  _globals['_RENDEREDFRAME']._serialized_start=111
+  _globals['_RENDEREDFRAME']._serialized_end=616
+  _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_start=565
+  _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_end=616
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from streams.proto.vto.v1 import common_pb2 as _common_pb2
+from streams.proto.vto.v1 import fit_advice_pb2 as _fit_advice_pb2
 from streams.proto.vto.v1 import perception_pb2 as _perception_pb2
 import builtins as _builtins
 import sys
@@ -61,6 +62,7 @@ class RenderedFrame(_message.Message):
     RENDERED_TIME_UNIX_US_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     PERCEPTION_FIELD_NUMBER: _builtins.int
+    FIT_ADVICE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     capture_time_unix_us: _builtins.int
@@ -87,6 +89,10 @@ class RenderedFrame(_message.Message):
     def perception(self) -> _perception_pb2.Perception:
         """people, face, hands and mask of this frame"""
 
+    @_builtins.property
+    def fit_advice(self) -> _fit_advice_pb2.FitAdvice:
+        """size advice so far, for items with a size chart"""
+
     def __init__(
         self,
         *,
@@ -105,10 +111,11 @@ class RenderedFrame(_message.Message):
         rendered_time_unix_us: _builtins.int = ...,
         worker_id: _builtins.str = ...,
         perception: _perception_pb2.Perception | None = ...,
+        fit_advice: _fit_advice_pb2.FitAdvice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["perception", b"perception"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fit_advice", b"fit_advice", "perception", b"perception"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "keypoints", b"keypoints", "perception", b"perception", "pose_score", b"pose_score", "rendered_time_unix_us", b"rendered_time_unix_us", "sequence", b"sequence", "session_id", b"session_id", "stage_seconds", b"stage_seconds", "width", b"width", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "fit_advice", b"fit_advice", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "keypoints", b"keypoints", "perception", b"perception", "pose_score", b"pose_score", "rendered_time_unix_us", b"rendered_time_unix_us", "sequence", b"sequence", "session_id", b"session_id", "stage_seconds", b"stage_seconds", "width", b"width", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,6 +6,7 @@ isort:skip_file
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from streams.proto.vto.v1 import fit_advice_pb2 as _fit_advice_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -33,21 +34,34 @@ class SessionControl(_message.Message):
         ACTION_START: SessionControl._Action.ValueType  # 1
         ACTION_SELECT_ITEM: SessionControl._Action.ValueType  # 2
         ACTION_END: SessionControl._Action.ValueType  # 3
+        ACTION_SET_FIT_PROFILE: SessionControl._Action.ValueType  # 4
+        """height_cm, fit and share_measurements changed (START may carry them too)"""
 
     class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
     ACTION_UNSPECIFIED: SessionControl.Action.ValueType  # 0
     ACTION_START: SessionControl.Action.ValueType  # 1
     ACTION_SELECT_ITEM: SessionControl.Action.ValueType  # 2
     ACTION_END: SessionControl.Action.ValueType  # 3
+    ACTION_SET_FIT_PROFILE: SessionControl.Action.ValueType  # 4
+    """height_cm, fit and share_measurements changed (START may carry them too)"""
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
     TIME_UNIX_US_FIELD_NUMBER: _builtins.int
+    HEIGHT_CM_FIELD_NUMBER: _builtins.int
+    FIT_FIELD_NUMBER: _builtins.int
+    SHARE_MEASUREMENTS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     action: Global___SessionControl.Action.ValueType
     item_id: _builtins.str
     time_unix_us: _builtins.int
+    height_cm: _builtins.float
+    """the shopper's height for size advice; 0 = not given (range 80..250)"""
+    fit: _fit_advice_pb2.FitPreference.ValueType
+    """regular / loose / tight"""
+    share_measurements: _builtins.bool
+    """consent: body measurements may go to analytics with the fit advice"""
     def __init__(
         self,
         *,
@@ -55,10 +69,13 @@ class SessionControl(_message.Message):
         action: Global___SessionControl.Action.ValueType = ...,
         item_id: _builtins.str = ...,
         time_unix_us: _builtins.int = ...,
+        height_cm: _builtins.float = ...,
+        fit: _fit_advice_pb2.FitPreference.ValueType = ...,
+        share_measurements: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "item_id", b"item_id", "session_id", b"session_id", "time_unix_us", b"time_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "session_id", b"session_id", "share_measurements", b"share_measurements", "time_unix_us", b"time_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,29 +22,38 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from streams.proto.vto.v1 import fit_advice_pb2 as vto_dot_v1_dot_fit__advice__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avto/v1/session_state.proto\x12\x06vto.v1\"=\n\x03Roi\x12\n\n\x02\x63x\x18\x01 \x01(\x01\x12\n\n\x02\x63y\x18\x02 \x01(\x01\x12\x0c\n\x04side\x18\x03 \x01(\x01\x12\x10\n\x08rotation\x18\x04 \x01(\x01\"P\n\x0b\x46ilterState\x12\x0e\n\x06time_s\x18\x01 \x01(\x01\x12\x0b\n\x03raw\x18\x02 \x03(\x02\x12\x10\n\x08\x66iltered\x18\x03 \x03(\x02\x12\x12\n\nderivative\x18\x04 \x03(\x02\"\x88\x01\n\x0ePoseTrackState\x12\x18\n\x03roi\x18\x01 \x01(\x0b\x32\x0b.vto.v1.Roi\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.vto.v1.FilterState\x12 \n\x03\x61ux\x18\x03 \x01(\x0b\x32\x13.vto.v1.FilterState\x12\x12\n\nvisibility\x18\x04 \x03(\x02\"R\n\x0e\x46\x61\x63\x65TrackState\x12\x18\n\x03roi\x18\x01 \x01(\x0b\x32\x0b.vto.v1.Roi\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.vto.v1.FilterState\"n\n\x0eHandTrackState\x12\x19\n\x04rois\x18\x01 \x03(\x0b\x32\x0b.vto.v1.Roi\x12$\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x13.vto.v1.FilterState\x12\r\n\x05sides\x18\x03 \x03(\t\x12\x0c\n\x04left\x18\x04 \x03(\x02\"A\n\x0eMaskTrackState\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\x10\n\x08previous\x18\x03 \x01(\x0c\"\xcb\x01\n\x0fPerceptionState\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06time_s\x18\x02 \x01(\x01\x12$\n\x04pose\x18\x03 \x01(\x0b\x32\x16.vto.v1.PoseTrackState\x12$\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x16.vto.v1.FaceTrackState\x12%\n\x05hands\x18\x05 \x01(\x0b\x32\x16.vto.v1.HandTrackState\x12$\n\x04mask\x18\x06 \x01(\x0b\x32\x16.vto.v1.MaskTrackState\"\xcf\x01\n\x0cSessionState\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x12\n\npose_found\x18\x05 \x01(\x08\x12\x11\n\tpose_seen\x18\x06 \x01(\x08\x12\x16\n\x0erendered_items\x18\x07 \x03(\t\x12\x12\n\nperception\x18\x08 \x01(\x0c\x12\x17\n\x0fupdated_unix_us\x18\t \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avto/v1/session_state.proto\x12\x06vto.v1\x1a\x17vto/v1/fit_advice.proto\"=\n\x03Roi\x12\n\n\x02\x63x\x18\x01 \x01(\x01\x12\n\n\x02\x63y\x18\x02 \x01(\x01\x12\x0c\n\x04side\x18\x03 \x01(\x01\x12\x10\n\x08rotation\x18\x04 \x01(\x01\"P\n\x0b\x46ilterState\x12\x0e\n\x06time_s\x18\x01 \x01(\x01\x12\x0b\n\x03raw\x18\x02 \x03(\x02\x12\x10\n\x08\x66iltered\x18\x03 \x03(\x02\x12\x12\n\nderivative\x18\x04 \x03(\x02\"\x88\x01\n\x0ePoseTrackState\x12\x18\n\x03roi\x18\x01 \x01(\x0b\x32\x0b.vto.v1.Roi\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.vto.v1.FilterState\x12 \n\x03\x61ux\x18\x03 \x01(\x0b\x32\x13.vto.v1.FilterState\x12\x12\n\nvisibility\x18\x04 \x03(\x02\"R\n\x0e\x46\x61\x63\x65TrackState\x12\x18\n\x03roi\x18\x01 \x01(\x0b\x32\x0b.vto.v1.Roi\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.vto.v1.FilterState\"n\n\x0eHandTrackState\x12\x19\n\x04rois\x18\x01 \x03(\x0b\x32\x0b.vto.v1.Roi\x12$\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x13.vto.v1.FilterState\x12\r\n\x05sides\x18\x03 \x03(\t\x12\x0c\n\x04left\x18\x04 \x03(\x02\"A\n\x0eMaskTrackState\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\x10\n\x08previous\x18\x03 \x01(\x0c\"=\n\tFitSeries\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x11\n\tqualities\x18\x02 \x03(\x02\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"\xd8\x01\n\x08\x46itState\x12,\n\x06series\x18\x01 \x03(\x0b\x32\x1c.vto.v1.FitState.SeriesEntry\x12\x10\n\x08relative\x18\x02 \x01(\x08\x12\x13\n\x0bscale_error\x18\x03 \x01(\x02\x12\x11\n\theight_cm\x18\x04 \x01(\x02\x12\"\n\x05scale\x18\x05 \x01(\x0e\x32\x13.vto.v1.ScaleMethod\x1a@\n\x0bSeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.vto.v1.FitSeries:\x02\x38\x01\"\xea\x01\n\x0fPerceptionState\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06time_s\x18\x02 \x01(\x01\x12$\n\x04pose\x18\x03 \x01(\x0b\x32\x16.vto.v1.PoseTrackState\x12$\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x16.vto.v1.FaceTrackState\x12%\n\x05hands\x18\x05 \x01(\x0b\x32\x16.vto.v1.HandTrackState\x12$\n\x04mask\x18\x06 \x01(\x0b\x32\x16.vto.v1.MaskTrackState\x12\x1d\n\x03\x66it\x18\x07 \x01(\x0b\x32\x10.vto.v1.FitState\"\xb3\x02\n\x0cSessionState\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x12\n\npose_found\x18\x05 \x01(\x08\x12\x11\n\tpose_seen\x18\x06 \x01(\x08\x12\x16\n\x0erendered_items\x18\x07 \x03(\t\x12\x12\n\nperception\x18\x08 \x01(\x0c\x12\x17\n\x0fupdated_unix_us\x18\t \x01(\x03\x12\x11\n\theight_cm\x18\n \x01(\x02\x12\"\n\x03\x66it\x18\x0b \x01(\x0e\x32\x15.vto.v1.FitPreference\x12\x1a\n\x12share_measurements\x18\x0c \x01(\x08\x12\x0f\n\x07\x61\x64vised\x18\r \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'streams.proto.vto.v1.session_state_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROI']._serialized_start=38
-  _globals['_ROI']._serialized_end=99
-  _globals['_FILTERSTATE']._serialized_start=101
-  _globals['_FILTERSTATE']._serialized_end=181
-  _globals['_POSETRACKSTATE']._serialized_start=184
-  _globals['_POSETRACKSTATE']._serialized_end=320
-  _globals['_FACETRACKSTATE']._serialized_start=322
-  _globals['_FACETRACKSTATE']._serialized_end=404
-  _globals['_HANDTRACKSTATE']._serialized_start=406
-  _globals['_HANDTRACKSTATE']._serialized_end=516
-  _globals['_MASKTRACKSTATE']._serialized_start=518
-  _globals['_MASKTRACKSTATE']._serialized_end=583
-  _globals['_PERCEPTIONSTATE']._serialized_start=586
-  _globals['_PERCEPTIONSTATE']._serialized_end=789
-  _globals['_SESSIONSTATE']._serialized_start=792
-  _globals['_SESSIONSTATE']._serialized_end=999
+  _globals['_FITSTATE_SERIESENTRY']._loaded_options = None
+  _globals['_FITSTATE_SERIESENTRY']._serialized_options = b'8\001'
+  _globals['_ROI']._serialized_start=63
+  _globals['_ROI']._serialized_end=124
+  _globals['_FILTERSTATE']._serialized_start=126
+  _globals['_FILTERSTATE']._serialized_end=206
+  _globals['_POSETRACKSTATE']._serialized_start=209
+  _globals['_POSETRACKSTATE']._serialized_end=345
+  _globals['_FACETRACKSTATE']._serialized_start=347
+  _globals['_FACETRACKSTATE']._serialized_end=429
+  _globals['_HANDTRACKSTATE']._serialized_start=431
+  _globals['_HANDTRACKSTATE']._serialized_end=541
+  _globals['_MASKTRACKSTATE']._serialized_start=543
+  _globals['_MASKTRACKSTATE']._serialized_end=608
+  _globals['_FITSERIES']._serialized_start=610
+  _globals['_FITSERIES']._serialized_end=671
+  _globals['_FITSTATE']._serialized_start=674
+  _globals['_FITSTATE']._serialized_end=890
+  _globals['_FITSTATE_SERIESENTRY']._serialized_start=826
+  _globals['_FITSTATE_SERIESENTRY']._serialized_end=890
+  _globals['_PERCEPTIONSTATE']._serialized_start=893
+  _globals['_PERCEPTIONSTATE']._serialized_end=1127
+  _globals['_SESSIONSTATE']._serialized_start=1130
+  _globals['_SESSIONSTATE']._serialized_end=1437
 # @@protoc_insertion_point(module_scope)

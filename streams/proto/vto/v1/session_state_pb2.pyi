@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from streams.proto.vto.v1 import fit_advice_pb2 as _fit_advice_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -209,6 +210,96 @@ class MaskTrackState(_message.Message):
 Global___MaskTrackState: _TypeAlias = MaskTrackState  # noqa: Y015
 
 @_typing.final
+class FitSeries(_message.Message):
+    """The session's body measurements so far (streams/fit/aggregate.py): per measurement name, the best recent
+    frames' values and qualities, and how many good frames were seen.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    QUALITIES_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def qualities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """same length as values"""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+        qualities: _abc.Iterable[_builtins.float] | None = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "qualities", b"qualities", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitSeries: _TypeAlias = FitSeries  # noqa: Y015
+
+@_typing.final
+class FitState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SeriesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___FitSeries: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___FitSeries | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    RELATIVE_FIELD_NUMBER: _builtins.int
+    SCALE_ERROR_FIELD_NUMBER: _builtins.int
+    HEIGHT_CM_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    relative: _builtins.bool
+    """no metric frame yet: the series are ratios"""
+    scale_error: _builtins.float
+    """the latest metric frame's expected relative scale error"""
+    height_cm: _builtins.float
+    """the stated height the series were measured with (another height starts afresh)"""
+    scale: _fit_advice_pb2.ScaleMethod.ValueType
+    """the latest frame's scale"""
+    @_builtins.property
+    def series(self) -> _containers.MessageMap[_builtins.str, Global___FitSeries]: ...
+    def __init__(
+        self,
+        *,
+        series: _abc.Mapping[_builtins.str, Global___FitSeries] | None = ...,
+        relative: _builtins.bool = ...,
+        scale_error: _builtins.float = ...,
+        height_cm: _builtins.float = ...,
+        scale: _fit_advice_pb2.ScaleMethod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height_cm", b"height_cm", "relative", b"relative", "scale", b"scale", "scale_error", b"scale_error", "series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitState: _TypeAlias = FitState  # noqa: Y015
+
+@_typing.final
 class PerceptionState(_message.Message):
     """Perception's tracking state: opaque to the stream worker, which only stores it and hands it to Triton with
     the session's next frame.
@@ -222,6 +313,7 @@ class PerceptionState(_message.Message):
     FACE_FIELD_NUMBER: _builtins.int
     HANDS_FIELD_NUMBER: _builtins.int
     MASK_FIELD_NUMBER: _builtins.int
+    FIT_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     time_s: _builtins.float
     """capture time of the frame it follows"""
@@ -233,6 +325,10 @@ class PerceptionState(_message.Message):
     def hands(self) -> Global___HandTrackState: ...
     @_builtins.property
     def mask(self) -> Global___MaskTrackState: ...
+    @_builtins.property
+    def fit(self) -> Global___FitState:
+        """size advice measurements, kept while the session lasts"""
+
     def __init__(
         self,
         *,
@@ -242,10 +338,11 @@ class PerceptionState(_message.Message):
         face: Global___FaceTrackState | None = ...,
         hands: Global___HandTrackState | None = ...,
         mask: Global___MaskTrackState | None = ...,
+        fit: Global___FitState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["face", b"face", "hands", b"hands", "mask", b"mask", "pose", b"pose"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["face", b"face", "fit", b"fit", "hands", b"hands", "mask", b"mask", "pose", b"pose"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["face", b"face", "hands", b"hands", "mask", b"mask", "pose", b"pose", "time_s", b"time_s", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["face", b"face", "fit", b"fit", "hands", b"hands", "mask", b"mask", "pose", b"pose", "time_s", b"time_s", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -264,6 +361,10 @@ class SessionState(_message.Message):
     RENDERED_ITEMS_FIELD_NUMBER: _builtins.int
     PERCEPTION_FIELD_NUMBER: _builtins.int
     UPDATED_UNIX_US_FIELD_NUMBER: _builtins.int
+    HEIGHT_CM_FIELD_NUMBER: _builtins.int
+    FIT_FIELD_NUMBER: _builtins.int
+    SHARE_MEASUREMENTS_FIELD_NUMBER: _builtins.int
+    ADVISED_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     """last frame folded into this state"""
@@ -275,6 +376,12 @@ class SessionState(_message.Message):
     perception: _builtins.bytes
     """serialized PerceptionState"""
     updated_unix_us: _builtins.int
+    height_cm: _builtins.float
+    """the shopper's fit profile (SessionControl)"""
+    fit: _fit_advice_pb2.FitPreference.ValueType
+    share_measurements: _builtins.bool
+    advised: _builtins.str
+    """the last advice sent as a TYPE_FIT_ADVICE event (item, size, runner-up, confidence)"""
     @_builtins.property
     def rendered_items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """items that already had their TRY_ON_RENDERED event"""
@@ -291,10 +398,14 @@ class SessionState(_message.Message):
         rendered_items: _abc.Iterable[_builtins.str] | None = ...,
         perception: _builtins.bytes = ...,
         updated_unix_us: _builtins.int = ...,
+        height_cm: _builtins.float = ...,
+        fit: _fit_advice_pb2.FitPreference.ValueType = ...,
+        share_measurements: _builtins.bool = ...,
+        advised: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time_unix_us", b"capture_time_unix_us", "item_id", b"item_id", "perception", b"perception", "pose_found", b"pose_found", "pose_seen", b"pose_seen", "rendered_items", b"rendered_items", "sequence", b"sequence", "session_id", b"session_id", "updated_unix_us", b"updated_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advised", b"advised", "capture_time_unix_us", b"capture_time_unix_us", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "perception", b"perception", "pose_found", b"pose_found", "pose_seen", b"pose_seen", "rendered_items", b"rendered_items", "sequence", b"sequence", "session_id", b"session_id", "share_measurements", b"share_measurements", "updated_unix_us", b"updated_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,6 +6,7 @@ isort:skip_file
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from streams.proto.vto.v1 import fit_advice_pb2 as _fit_advice_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -39,6 +40,8 @@ class TryOnEvent(_message.Message):
         TYPE_POSE_FOUND: TryOnEvent._Type.ValueType  # 5
         """the shopper is back in the frame"""
         TYPE_SESSION_ENDED: TryOnEvent._Type.ValueType  # 6
+        TYPE_FIT_ADVICE: TryOnEvent._Type.ValueType  # 7
+        """the size advice changed (size, runner-up, or confidence by 0.1 or more)"""
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     TYPE_UNSPECIFIED: TryOnEvent.Type.ValueType  # 0
@@ -51,6 +54,8 @@ class TryOnEvent(_message.Message):
     TYPE_POSE_FOUND: TryOnEvent.Type.ValueType  # 5
     """the shopper is back in the frame"""
     TYPE_SESSION_ENDED: TryOnEvent.Type.ValueType  # 6
+    TYPE_FIT_ADVICE: TryOnEvent.Type.ValueType  # 7
+    """the size advice changed (size, runner-up, or confidence by 0.1 or more)"""
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
@@ -58,6 +63,7 @@ class TryOnEvent(_message.Message):
     EVENT_TIME_UNIX_US_FIELD_NUMBER: _builtins.int
     CAPTURE_TIME_UNIX_US_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    FIT_ADVICE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     item_id: _builtins.str
     type: Global___TryOnEvent.Type.ValueType
@@ -66,6 +72,10 @@ class TryOnEvent(_message.Message):
     """capture time of the frame that caused it, when one did"""
     sequence: _builtins.int
     """that frame's sequence number"""
+    @_builtins.property
+    def fit_advice(self) -> _fit_advice_pb2.FitAdvice:
+        """TYPE_FIT_ADVICE only; measurements and reasons only with consent"""
+
     def __init__(
         self,
         *,
@@ -75,10 +85,11 @@ class TryOnEvent(_message.Message):
         event_time_unix_us: _builtins.int = ...,
         capture_time_unix_us: _builtins.int = ...,
         sequence: _builtins.int = ...,
+        fit_advice: _fit_advice_pb2.FitAdvice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fit_advice", b"fit_advice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time_unix_us", b"capture_time_unix_us", "event_time_unix_us", b"event_time_unix_us", "item_id", b"item_id", "sequence", b"sequence", "session_id", b"session_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time_unix_us", b"capture_time_unix_us", "event_time_unix_us", b"event_time_unix_us", "fit_advice", b"fit_advice", "item_id", b"item_id", "sequence", b"sequence", "session_id", b"session_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
