@@ -465,7 +465,11 @@ class FramePipeline:
             return out
         sid = control.session_id
         if control.action == SessionControl.ACTION_START:
-            self.sessions.pop(sid, None)  # a (re)started session tracks afresh
+            known = self.sessions.get(sid)
+            # A (re)started session tracks afresh, unless this START is older than frames already handled (the
+            # control and frame topics are consumed independently): wiping their state would replay the track.
+            if known is None or not control.time_unix_us or control.time_unix_us >= known.capture_time_unix_us:
+                self.sessions.pop(sid, None)
             state = self._session(sid)
             state.item_id = control.item_id
             state.height_cm, state.fit, state.share_measurements = (

@@ -319,6 +319,18 @@ async def test_tombstone_and_garbage_in_the_state_topic() -> None:
     assert set(pipeline.sessions) == {"a"} and pipeline.sessions["a"].perception == b"7"
 
 
+async def test_a_start_handled_after_the_sessions_first_frames_does_not_wipe_their_tracking() -> None:
+    pipeline, _ = make(FakeTryOn())
+    started = time.time_ns() // 1000
+    await pipeline.handle_frames([record(frame(capture_time_unix_us=started + 1000).SerializeToString())])
+    late = SessionControl(session_id="s1", action=SessionControl.ACTION_START, item_id="tee", time_unix_us=started)
+    pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", late.SerializeToString()))
+    assert pipeline.sessions["s1"].perception == b"1"  # the frame's tracking state survived the late START
+    again = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 5000)
+    pipeline.handle_control(Record("vto.session-control.v1", 0, 1, b"s1", again.SerializeToString()))
+    assert pipeline.sessions["s1"].perception == b""  # a START after the frames: a new session
+
+
 def test_start_resets_tracking_and_end_leaves_a_tombstone() -> None:
     pipeline, _ = make(FakeTryOn())
     pipeline.sessions["s1"] = WorkerSessionState(perception=b"9")
