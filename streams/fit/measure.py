@@ -190,7 +190,7 @@ def _bilinear(mask: np.ndarray, pts: np.ndarray) -> np.ndarray:
 def _half_run(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray, max_len: float) -> float | None:
     """Distance from `centre` along `direction` to where the mask drops below the threshold (sub-pixel); None when
     the run leaves the search range or reaches the frame's edge (the body goes on beyond it: no edge seen)."""
-    step = 0.25
+    step = 1.0  # px; the crossing is interpolated between the two samples around it
     s = np.arange(0.0, max_len, step)
     v = _bilinear(mask, centre[None, :] + s[:, None] * direction[None, :])
     below = np.nonzero(v < MASK_THRESHOLD)[0]
