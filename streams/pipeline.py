@@ -53,6 +53,7 @@ KNOWN_ACTIONS = (
 )
 MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a stated height outside this range is refused (0 = not given)
 ADVICE_CONFIDENCE_STEP = 0.1  # a TYPE_FIT_ADVICE event when the confidence moved this much (or the size changed)
+ADVICE_KEY_SEPARATOR = "\x1f"  # ASCII unit separator: cannot appear in an item id or a size
 # Per worker; least recently seen sessions are forgotten first (their state is on the state topic). A session's
 # state is ~32 KB with face tracking, so 10 000 sessions bound it to ~320 MB.
 MAX_SESSIONS = 10_000
@@ -104,7 +105,7 @@ class SessionState:
     height_cm: float = 0.0  # the shopper's fit profile (SessionControl): 0 = height not given
     fit: int = FitPreference.FIT_PREFERENCE_UNSPECIFIED
     share_measurements: bool = False
-    advised: str = ""  # the last advice sent as an event: "item|size|runner-up|confidence"
+    advised: str = ""  # the last advice sent as an event: item, size, runner-up, consent, confidence
 
     def to_message(self, session_id: str) -> SessionStateMessage:
         return SessionStateMessage(
@@ -419,17 +420,18 @@ class FramePipeline:
             self._advice_event(out, frame, state, rendered.fit_advice)
 
     def _advice_event(self, out: Outputs, frame: Frame, state: SessionState, advice: FitAdvice) -> None:
-        """A TYPE_FIT_ADVICE event when the advice changed: another item, size or runner-up, or a confidence
-        ADVICE_CONFIDENCE_STEP away from the last one sent. The shopper's measurements (and the reasons, which
-        name them) go to analytics only with their consent."""
-        last = state.advised.split("|")
-        if (
-            len(last) == 4
-            and last[:3] == [advice.item_id, advice.size, advice.runner_up]
-            and abs(float(last[3]) - advice.confidence) < ADVICE_CONFIDENCE_STEP
+        """A TYPE_FIT_ADVICE event when the advice changed: another item, size or runner-up, a consent given or
+        withdrawn, or a confidence ADVICE_CONFIDENCE_STEP away from the last one sent. The shopper's
+        measurements (and the reasons, which name them) go to analytics only with their consent."""
+        key = ADVICE_KEY_SEPARATOR.join(
+            (advice.item_id, advice.size, advice.runner_up, str(state.share_measurements), f"{advice.confidence:.3f}")
+        )
+        last = state.advised.split(ADVICE_KEY_SEPARATOR)
+        if last[:-1] == key.split(ADVICE_KEY_SEPARATOR)[:-1] and (
+            abs(float(last[-1]) - advice.confidence) < ADVICE_CONFIDENCE_STEP
         ):
             return
-        state.advised = f"{advice.item_id}|{advice.size}|{advice.runner_up}|{advice.confidence:.3f}"
+        state.advised = key
         shared = FitAdvice()
         shared.CopyFrom(advice)
         if not state.share_measurements:
@@ -450,7 +452,8 @@ class FramePipeline:
                     "unknown_action",
                     f"SessionControl.action {control.action} is not START, SELECT_ITEM, END or SET_FIT_PROFILE",
                 )
-            check_fit_profile(control)
+            if control.action in (SessionControl.ACTION_START, SessionControl.ACTION_SET_FIT_PROFILE):
+                check_fit_profile(control)
             if (
                 control.item_id
                 and control.action != SessionControl.ACTION_END

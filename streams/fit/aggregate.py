@@ -63,9 +63,9 @@ class FitState:
     values: dict[str, list[list[float]]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     relative: bool = True  # no metric frame yet
-    scale_error: float = 1.0  # the latest metric frame's
+    scale_error: float = 1.0  # the smallest of the metric frames that added measurements
     height_cm: float = 0.0  # the stated height the values were measured with (0: none)
-    scale: str = "none"  # the latest frame's scale method: "height", "iris" or "none"
+    scale: str = "none"  # the scale of the latest metric frame that added measurements ("none": relative)
 
     @property
     def frames(self) -> int:
@@ -101,24 +101,30 @@ def scale_weight(scale_error: float) -> float:
 
 
 def update(state: FitState, frame: FrameMeasurements) -> FitState:
-    """A new state with this frame's good measurements added (the input state is not modified)."""
+    """A new state with this frame's good measurements added (the input state is not modified). A frame that
+    adds nothing (nothing measured well enough) leaves the state as it was: in particular a metric frame that
+    measures nothing does not turn a relative session metric."""
     if frame.relative and not state.relative:
         return state  # metric session: a frame without scale adds nothing
+    weight = 1.0 if frame.relative else scale_weight(frame.scale_error)
+    good = [
+        (name, float(value), float(min(quality * weight, 1.0)))
+        for name, (value, quality) in frame.items()
+        if name not in GIRTHS and math.isfinite(value) and value > 0 and quality * weight >= MIN_QUALITY
+    ]
+    if not good:
+        return state
     new = FitState.from_dict(state.to_dict())
-    weight = 1.0
     if not frame.relative:
         if new.relative:
-            new = FitState(relative=False, height_cm=new.height_cm, scale=new.scale)  # metric beats relative
+            new = FitState(relative=False, height_cm=new.height_cm)  # metric beats relative
         new.scale_error = min(new.scale_error, float(frame.scale_error))
-        weight = scale_weight(frame.scale_error)
+        new.scale = frame.method
     suffix = REL if frame.relative else ""
-    for name, (value, frame_quality) in frame.items():
-        quality = frame_quality * weight
-        if name in GIRTHS or not (math.isfinite(value) and value > 0 and quality >= MIN_QUALITY):
-            continue
+    for name, value, quality in good:
         key = name + suffix
         pairs = new.values.setdefault(key, [])
-        pairs.append([float(value), float(min(quality, 1.0))])
+        pairs.append([value, quality])
         if len(pairs) > WINDOW:
             worst = min(range(len(pairs)), key=lambda i: (pairs[i][1], i))
             del pairs[worst]

@@ -22,7 +22,7 @@ MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a stated height outside this range
 class FitReport:
     advice: Advice | None  # None: the item has no size chart or nothing it needs was measured
     estimates: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # name -> value, spread, conf.
-    scale: str = "none"  # the scale of the latest metric frame ("none": relative session)
+    scale: str = "none"  # the scale of the latest metric frame that added measurements ("none": relative)
     frames: int = 0  # frames that gave a usable measurement
     relative: bool = True  # no metric scale in any frame: only a relative size
 
@@ -41,11 +41,7 @@ def fold(state: FitState, scene: Scene, height_cm: float | None = None) -> FitSt
     height = float(height_cm or 0.0)
     if abs(height - state.height_cm) > 1e-3:
         state = FitState(height_cm=height)
-    frame = frame_measurements(scene, height)
-    new = update(state, frame)
-    # The scale the session's centimetres come from: a frame without one does not make a metric session relative.
-    method = state.scale if frame.relative and not new.relative else frame.method
-    return replace(new, scale=method, height_cm=height)
+    return replace(update(state, frame_measurements(scene, height)), height_cm=height)
 
 
 def advise(state: FitState, item: Item, fit: str = "regular") -> FitReport:

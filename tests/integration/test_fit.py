@@ -76,11 +76,13 @@ def test_measurements_do_not_depend_on_resolution_or_framing(
     }
     measured = {name: advice(session(triton_client, [jpeg(image)], video=False)[0]) for name, image in variants.items()}
     base = measured.pop("original")
+    assert {"head_circumference", "shoulder_width", "chest"} <= set(base.measurements)
     # The silhouette and the face mesh hold to a few per cent; the shoulder keypoints move with the pose model's
     # crop (measured up to ~10 %), which is why the chest comes from the silhouette when there is one.
     bounds = {"bideltoid_width": 0.08, "head_circumference": 0.03, "shoulder_width": 0.15}
-    assert "head_circumference" in base.measurements and "shoulder_width" in base.measurements
     for name, got in measured.items():
+        assert got.scale == base.scale, f"{photo} {name}: another scale"
+        assert {"head_circumference", "shoulder_width"} <= set(got.measurements), f"{photo} {name}"
         # Near a boundary between two sizes a few per cent may tip it, but never past the runner-up.
         assert got.size in (base.size, base.runner_up) or base.size == got.runner_up, f"{photo} {name}: {got.size}"
         for key, bound in bounds.items():

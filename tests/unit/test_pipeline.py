@@ -435,6 +435,8 @@ async def test_the_shoppers_fit_profile_goes_to_triton_and_survives_a_takeover()
     tryon = FakeTryOn()
     pipeline, _ = make(tryon)
     pipeline.handle_control(_control(SessionControl.ACTION_START, height_cm=172.0))
+    await pipeline.handle_frames([record(frame(seq=0).SerializeToString())])
+    assert (tryon.requests[0].height_cm, tryon.requests[0].fit) == (pytest.approx(172.0), 0)  # from START
     out = pipeline.handle_control(
         _control(
             SessionControl.ACTION_SET_FIT_PROFILE,
@@ -444,15 +446,29 @@ async def test_the_shoppers_fit_profile_goes_to_triton_and_survives_a_takeover()
         )
     )
     assert out.dead_letters == [] and out.events == []
-    await pipeline.handle_frames([record(frame().SerializeToString())])
-    sent = tryon.requests[0]
+    await pipeline.handle_frames([record(frame(seq=1).SerializeToString())])
+    sent = tryon.requests[1]
     assert (sent.height_cm, sent.fit) == (pytest.approx(181.5), FitPreference.FIT_PREFERENCE_LOOSE)
     tryon2 = FakeTryOn()
     second, _ = make(tryon2)
     second.restore([(k, v) for _, k, v in out.states])
-    await second.handle_frames([record(frame(seq=1).SerializeToString())])
+    await second.handle_frames([record(frame(seq=2).SerializeToString())])
     assert (tryon2.requests[0].height_cm, tryon2.requests[0].fit) == (pytest.approx(181.5), 2)
     assert second.sessions["s1"].share_measurements
+
+
+def test_plausible_fit_profiles_are_taken_and_a_refused_start_changes_nothing() -> None:
+    pipeline, _ = make(FakeTryOn())
+    for height in (80.0, 250.0, 0.0):
+        out = pipeline.handle_control(_control(SessionControl.ACTION_SET_FIT_PROFILE, height_cm=height))
+        assert out.dead_letters == [] and pipeline.sessions["s1"].height_cm == pytest.approx(height)
+    pipeline.sessions["s1"].perception = b"7"
+    out = pipeline.handle_control(_control(SessionControl.ACTION_START, height_cm=300.0))
+    assert DeadLetter.FromString(out.dead_letters[0][1]).reason == "bad_fit_profile" and out.states == []
+    assert pipeline.sessions["s1"].perception == b"7"  # the refused START did not reset the session
+    # END is not about the profile: a junk height on it still ends the session.
+    out = pipeline.handle_control(_control(SessionControl.ACTION_END, height_cm=-5.0))
+    assert out.dead_letters == [] and out.states == [(0, b"s1", None)]
 
 
 def _advice(size: str, confidence: float, runner_up: str = "") -> FitAdvice:
@@ -505,6 +521,17 @@ async def test_measurements_go_to_analytics_only_with_consent() -> None:
     out = await pipeline.handle_frames([record(frame().SerializeToString())])
     (advice,) = [TryOnEvent.FromString(v).fit_advice for _, v in out.events if TryOnEvent.FromString(v).fit_advice.size]
     assert advice.measurements["chest"].value_cm == pytest.approx(98.5) and list(advice.reasons)
+
+
+async def test_consent_given_mid_session_sends_the_measurements_without_waiting_for_a_new_size() -> None:
+    tryon = FakeTryOn(advice=[_advice("M", 0.6), _advice("M", 0.61)])
+    pipeline, _ = make(tryon)
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    pipeline.handle_control(_control(SessionControl.ACTION_SET_FIT_PROFILE, share_measurements=True))
+    out2 = await pipeline.handle_frames([record(frame(seq=1).SerializeToString())])
+    first = [TryOnEvent.FromString(v).fit_advice for _, v in out.events if TryOnEvent.FromString(v).fit_advice.size]
+    second = [TryOnEvent.FromString(v).fit_advice for _, v in out2.events]
+    assert not first[0].measurements and second[0].measurements["chest"].value_cm == pytest.approx(98.5)
 
 
 async def test_a_restored_session_does_not_repeat_the_advice_event() -> None:

@@ -61,6 +61,18 @@ def test_side_view_updates_depth() -> None:
     assert after[0] < before[0] and after[1] < before[1]
 
 
+def test_a_full_window_drops_the_lowest_quality_pair_the_oldest_among_equals() -> None:
+    state = FitState()
+    for i in range(1, WINDOW + 1):
+        state = update(state, _frame({"arm_length": (float(i), 0.5)}))
+    state = update(state, _frame({"arm_length": (100.0, 0.9)}))  # better than all: the oldest 0.5 goes
+    values = [v for v, _ in state.values["arm_length"]]
+    assert 1.0 not in values and 2.0 in values and 100.0 in values
+    state = update(state, _frame({"arm_length": (200.0, 0.4)}))  # worse than all: it goes itself
+    assert 200.0 not in [v for v, _ in state.values["arm_length"]] and len(state.values["arm_length"]) == WINDOW
+    assert state.counts["arm_length"] == WINDOW + 2
+
+
 def test_state_is_small_and_serializable() -> None:
     state = _session(200)
     for name in ("chest_width", "chest_depth", "waist_width", "hips_width", "arm_length", "inseam"):

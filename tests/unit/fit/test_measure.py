@@ -84,15 +84,16 @@ def test_scale_from_iris_known_diameter() -> None:
     assert iris.cm_per_px == pytest.approx(0.1, rel=1e-6)
     assert iris.cm_per_px_ipd == pytest.approx(0.1, rel=1e-6)
     assert not iris.disagree
-    assert 0.05 <= iris.expected_error <= 0.1
+    # iris 11.7 px (+-4 % population, +-1 px), IPD 63 px (+-5.5 %, +-1 px), combined; with +-5 % for depth.
+    assert iris.expected_error == pytest.approx(0.06997, rel=1e-3)
     far = scale_from_iris(_face(ipd_px=100.0))
     assert far is not None and far.disagree and far.expected_error >= 0.15
     assert scale_from_iris(None) is None
 
 
 def test_small_iris_leans_on_the_inter_pupillary_distance() -> None:
-    # A webcam at arm's length: an 8 px iris (+-1 px is 12 %) but a 43 px IPD. The IPD says 0.1 cm/px; the iris,
-    # one pixel too wide, says 0.13. The combination stays near the IPD and its error below the iris' own.
+    # A webcam at arm's length: a 9 px iris (+-1 px is 11 %) but a 63 px IPD. The IPD says 0.1 cm/px; the iris,
+    # one pixel too narrow, says 0.13. The combination stays near the IPD and its error below the iris' own.
     face = _face(radius=4.5, ipd_px=63.0)
     iris = scale_from_iris(face)
     assert iris is not None and not iris.disagree

@@ -381,7 +381,7 @@ class SessionState(_message.Message):
     fit: _fit_advice_pb2.FitPreference.ValueType
     share_measurements: _builtins.bool
     advised: _builtins.str
-    """the last advice sent as a TYPE_FIT_ADVICE event (item, size, runner-up, confidence)"""
+    """the last TYPE_FIT_ADVICE event sent (item, size, runner-up, consent, confidence)"""
     @_builtins.property
     def rendered_items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """items that already had their TRY_ON_RENDERED event"""
