@@ -25,7 +25,7 @@ class Metrics:
         )
         self.dropped = Counter(
             "vto_frames_dropped_total",
-            "Frames dropped without rendering, by reason (stale, replayed, inference_unavailable).",
+            "Frames dropped without rendering, by reason (stale, replayed, session_ended, inference_unavailable).",
             ["reason"],
             registry=registry,
         )

@@ -27,6 +27,7 @@ import numpy as np
 
 from streams.codec import decode
 from streams.errors import BadInput, InferenceUnavailable, SerializationError
+from streams.imageheader import BadImage, image_size
 from streams.inference import TryOnRequest, TryOnResult, perception_flags
 from streams.metrics import Metrics
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
@@ -156,6 +157,10 @@ def validate(record: Record, settings: Settings) -> Frame:
         raise BadInput("key_mismatch", "record key must be the session id (keeps a session's frames in order)")
     if frame.capture_time_unix_us <= 0:
         raise BadInput("missing_capture_time", "Frame.capture_time_unix_us must be set")
+    ahead_s = frame.capture_time_unix_us / 1e6 - time.time()
+    if ahead_s > settings.max_clock_skew_s:
+        # A clock in the future would pass every freshness check: refused, not trusted.
+        raise BadInput("future_capture_time", f"capture time is {ahead_s:.1f} s ahead of the worker's clock")
     if not frame.image:
         raise BadInput("empty_image", "Frame.image is empty")
     if len(frame.image) > settings.max_image_bytes:
@@ -167,6 +172,14 @@ def validate(record: Record, settings: Settings) -> Frame:
         raise BadInput("format_mismatch", "image bytes do not start with the signature of the declared format")
     if not (0 < frame.width <= settings.max_image_side and 0 < frame.height <= settings.max_image_side):
         raise BadInput("bad_dimensions", f"{frame.width}x{frame.height} outside 1..{settings.max_image_side}")
+    try:
+        width, height = image_size(frame.image)
+    except BadImage as exc:
+        raise BadInput("corrupt_image", str(exc)) from exc
+    if (width, height) != (frame.width, frame.height):
+        raise BadInput(
+            "dimension_mismatch", f"declared {frame.width}x{frame.height}, the image's header says {width}x{height}"
+        )
     if len(frame.client_keypoints) not in (0, NUM_KEYPOINTS):
         raise BadInput("bad_client_keypoints", f"{len(frame.client_keypoints)} client keypoints, expected 0 or 33")
     for i, kp in enumerate(frame.client_keypoints):
@@ -204,6 +217,9 @@ class FramePipeline:
         self.metrics = metrics
         self.worker_id = worker_id
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()
+        # Sessions that ended, with the END's time: a frame captured before it that arrives after it (END and
+        # frames travel on separate topics) is dropped, not allowed to bring the session back.
+        self.ended: OrderedDict[str, int] = OrderedDict()
 
     # -- state ------------------------------------------------------------------------------------------
     def _session(self, session_id: str) -> SessionState:
@@ -270,6 +286,10 @@ class FramePipeline:
             if age > self.settings.frame_max_age_s:
                 self._drop("stale")
                 continue
+            ended_at = self.ended.get(frame.session_id)
+            if ended_at is not None and frame.capture_time_unix_us <= ended_at:
+                self._drop("session_ended")
+                continue
             known = self.sessions.get(frame.session_id)
             if (
                 known is not None
@@ -304,6 +324,9 @@ class FramePipeline:
             elif isinstance(result, InferenceUnavailable):
                 log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
                 self._drop("inference_unavailable")
+            elif now_us() / 1e6 - frame.capture_time_unix_us / 1e6 > self.settings.frame_max_age_s:
+                # Inference (with its retries) took the frame past its budget: the shopper has moved on.
+                self._drop("stale")
             elif (result.width, result.height) != (frame.width, frame.height):
                 self._reject(
                     out,
@@ -468,6 +491,7 @@ class FramePipeline:
             return out
         sid = control.session_id
         if control.action == SessionControl.ACTION_START:
+            self.ended.pop(sid, None)
             known = self.sessions.get(sid)
             # A (re)started session tracks afresh, unless this START is older than frames already handled (the
             # control and frame topics are consumed independently): wiping their state would replay the track.
@@ -496,6 +520,10 @@ class FramePipeline:
             self._save_state(out, record.partition, sid)
         else:  # ACTION_END
             state = self.sessions.pop(sid, SessionState())
+            self.ended.pop(sid, None)
+            self.ended[sid] = control.time_unix_us or now_us()
+            while len(self.ended) > MAX_SESSIONS:
+                self.ended.popitem(last=False)
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
             out.states.append((record.partition, sid.encode(), None))  # tombstone: compaction forgets it
         return out

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(16, ge=1, description="Most frames a worker takes from Kafka per micro-batch.")
     worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
     frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")
+    max_clock_skew_s: float = Field(
+        5.0, gt=0, description="Frames whose capture time is further ahead of the worker's clock are dead-lettered."
+    )
     max_image_bytes: int = Field(3 * 1024 * 1024, description="Largest encoded image accepted in a Frame.")
     max_image_side: int = Field(4096, description="Largest width or height accepted in a Frame.")
     perception: Annotated[frozenset[Literal["face", "hands", "mask"]], NoDecode] = Field(

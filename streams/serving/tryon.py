@@ -21,6 +21,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from streams.fit import session as fit_session
+from streams.imageheader import BadImage, image_size
 from streams.serving import perception
 from streams.serving import state_codec as codec
 from streams.tryon.catalogue import Catalogue
@@ -49,6 +50,12 @@ def _decode(data: bytes) -> np.ndarray:
     """Encoded JPEG/PNG -> BGR image; ValueError with the reason when it is not one."""
     if not data:
         raise ValueError("bad image: empty")
+    try:
+        width, height = image_size(data)  # before decoding: a tiny file may claim a huge canvas
+    except BadImage as exc:
+        raise ValueError(f"bad image: {exc}") from exc
+    if max(width, height) > MAX_SIDE:
+        raise ValueError(f"bad image: {width}x{height} is larger than {MAX_SIDE} px")
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError("bad image: bytes do not decode as JPEG or PNG")

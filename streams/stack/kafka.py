@@ -145,19 +145,27 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     """Every topic of the product with its partitions and configs; created explicitly, never auto-created."""
     frames = {
         "retention.ms": str(settings.frame_retention_ms),
-        "segment.ms": str(max(settings.frame_retention_ms, 60_000)),
+        # A record leaves the disk when its segment is rolled (segment.ms) and then older than retention.ms, at the
+        # next check (log.retention.check.interval.ms, 10 s): so at most ~1.5 x retention + 10 s.
+        "segment.ms": str(max(settings.frame_retention_ms // 2, 10_000)),
         "max.message.bytes": str(settings.max_message_bytes),
         "cleanup.policy": "delete",
     }
     day = str(24 * 3600 * 1000)
     week = str(7 * 24 * 3600 * 1000)
+    hour = str(3600 * 1000)  # segments of the day-long topics: gone within a day and an hour
     n = settings.topic_partitions
     return [
         NewTopic(settings.frames_topic, n, 1, config=frames),
         NewTopic(settings.rendered_topic, n, 1, config=frames),
         # The latest control record per session is that session's state: compacted, and old sessions expire.
-        NewTopic(settings.control_topic, n, 1, config={"cleanup.policy": "compact,delete", "retention.ms": day}),
-        NewTopic(settings.events_topic, n, 1, config={"retention.ms": week}),
+        NewTopic(
+            settings.control_topic,
+            n,
+            1,
+            config={"cleanup.policy": "compact,delete", "retention.ms": day, "segment.ms": hour},
+        ),
+        NewTopic(settings.events_topic, n, 1, config={"retention.ms": week, "segment.ms": day}),
         # One record per live session (tracking and filter state, no image): compacted, co-partitioned with
         # the frames (same partition number), quickly compacted so a takeover reads little; idle sessions
         # expire after a day. No image; it does hold filtered body and face keypoints (docs/privacy.md).
@@ -180,6 +188,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
             1,
             config={
                 "retention.ms": day,
+                "segment.ms": hour,
                 "max.message.bytes": str(2 * settings.max_message_bytes),
             },
         ),

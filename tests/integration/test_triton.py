@@ -90,8 +90,12 @@ def test_photo_without_a_person_has_no_pose(client: grpc.InferenceServerClient, 
 
 
 def test_undecodable_image_gets_its_own_error(client: grpc.InferenceServerClient) -> None:
-    with pytest.raises(InferenceServerException, match="bad image: bytes do not decode"):
+    with pytest.raises(InferenceServerException, match="bad image: JPEG without a frame header"):
         tryon(client, b"\xff\xd8\xff definitely not a jpeg")
+    png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    bomb = png[:16] + (16000).to_bytes(4, "big") * 2 + png[24:]
+    with pytest.raises(InferenceServerException, match="bad image: 16000x16000 is larger than 4096 px"):
+        tryon(client, bomb)  # refused from its header: no 768 MB decode buffer
 
 
 def test_dynamic_batch_equals_single_requests(client: grpc.InferenceServerClient) -> None:

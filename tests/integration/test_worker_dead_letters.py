@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -43,43 +43,55 @@ def test_each_kind_of_bad_input_is_dead_lettered_and_the_worker_keeps_going(stac
     def key(kind: str) -> str:
         return f"{run}-{kind}"
 
-    cases: dict[str, tuple[bytes | None, bytes | None]] = {
-        "undecodable": (key("undecodable").encode(), b"\x08\x96\x01 this is not a Frame \xff"),
-        "tombstone": (key("tombstone").encode(), None),
-        "missing_session_id": (key("missing_session_id").encode(), frame("", photo, 1000, 667).SerializeToString()),
-        "key_mismatch": (key("key_mismatch").encode(), frame("someone-else", photo, 1000, 667).SerializeToString()),
-        "empty_image": (key("empty_image").encode(), frame(key("empty_image"), b"", 1000, 667).SerializeToString()),
-        "format_mismatch": (
-            key("format_mismatch").encode(),
-            frame(key("format_mismatch"), photo, 1000, 667, format=IMAGE_FORMAT_PNG).SerializeToString(),
+    png = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    bomb = png[:16] + (16000).to_bytes(4, "big") * 2 + png[24:]  # a few hundred bytes claiming 16000 x 16000
+    nan_points = [Keypoint(x=float("nan"), y=1.0, visibility=1.0, presence=1.0)] * 33
+    off_frame = [Keypoint(x=5000.0, y=1.0, visibility=1.0, presence=1.0)] * 33
+    hour_ahead = time.time_ns() // 1000 + 3600 * 1_000_000
+
+    def bad(kind: str, **overrides: object) -> bytes:
+        fields: dict[str, object] = {"session": key(kind), "image": photo, "width": 1000, "height": 667}
+        fields.update(overrides)
+        return frame(**fields).SerializeToString()  # type: ignore[arg-type]
+
+    # kind -> (value, the reason it must be dead-lettered with); the record key is key(kind)
+    cases: dict[str, tuple[bytes | None, str]] = {
+        "undecodable": (b"\x08\x96\x01 this is not a Frame \xff", "undecodable"),
+        "tombstone": (None, "undecodable"),
+        "missing_session_id": (bad("x", session=""), "missing_session_id"),
+        "key_mismatch": (bad("x", session="someone-else"), "key_mismatch"),
+        "empty_image": (bad("empty_image", image=b""), "empty_image"),
+        "format_mismatch": (bad("format_mismatch", format=IMAGE_FORMAT_PNG), "format_mismatch"),
+        "bad_dimensions": (bad("bad_dimensions", width=0), "bad_dimensions"),
+        "random_after_signature": (
+            bad("random_after_signature", image=b"\xff\xd8\xff" + b"\x13" * 5000),
+            "corrupt_image",
         ),
-        "bad_dimensions": (
-            key("bad_dimensions").encode(),
-            frame(key("bad_dimensions"), photo, 0, 667).SerializeToString(),
+        "truncated_jpeg": (bad("truncated_jpeg", image=photo[: len(photo) // 2]), "corrupt_image"),
+        "png_bomb": (bad("png_bomb", image=bomb, format=IMAGE_FORMAT_PNG), "dimension_mismatch"),
+        "png_bomb_declared": (
+            bad("png_bomb_declared", image=bomb, format=IMAGE_FORMAT_PNG, width=16000, height=16000),
+            "bad_dimensions",
         ),
-        "corrupt_image": (
-            key("corrupt_image").encode(),
-            frame(key("corrupt_image"), b"\xff\xd8\xff" + b"\x13" * 5000, 1000, 667).SerializeToString(),
-        ),
-        "dimension_mismatch": (
-            key("dimension_mismatch").encode(),
-            frame(key("dimension_mismatch"), photo, 640, 480).SerializeToString(),
-        ),
+        "dimension_mismatch": (bad("dimension_mismatch", width=640, height=480), "dimension_mismatch"),
+        "nan_keypoints": (bad("nan_keypoints", client_keypoints=nan_points), "bad_client_keypoints"),
+        "off_frame_keypoints": (bad("off_frame_keypoints", client_keypoints=off_frame), "bad_client_keypoints"),
+        "future_capture_time": (bad("future_capture_time", capture_time_unix_us=hour_ahead), "future_capture_time"),
     }
-    expected_reason = {kind: ("undecodable" if kind == "tombstone" else kind) for kind in cases}
     good_session = key("good")
     good = frame(good_session, photo, 1000, 667, sequence=1)
-    produce(stack, stack.frames_topic, [*cases.values(), (good_session.encode(), good.SerializeToString())])
+    records = [(key(kind).encode(), value) for kind, (value, _) in cases.items()]
+    produce(stack, stack.frames_topic, [*records, (good_session.encode(), good.SerializeToString())])
     produce(stack, stack.control_topic, [(key("control").encode(), b"\xff not a SessionControl")])
 
     letters = consume(
         stack, stack.dead_letter_topic, lambda m: (m.key() or b"").startswith(run.encode()), count=len(cases) + 1
     )
     by_key = {m.key().decode(): DeadLetter.FromString(m.value()) for m in letters}
-    for kind, (_key, value) in cases.items():
+    for kind, (value, reason) in cases.items():
         letter = by_key.get(key(kind))
         assert letter is not None, f"no dead letter for {kind}"
-        assert letter.reason == expected_reason[kind]
+        assert letter.reason == reason, f"{kind}: {letter.reason} ({letter.detail})"
         assert letter.detail
         assert letter.value == (value or b"")  # the original record, unchanged
         assert letter.source_topic == stack.frames_topic

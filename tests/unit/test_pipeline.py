@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import cv2
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
@@ -25,7 +26,10 @@ from streams.proto.vto.v1.session_state_pb2 import SessionState
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
 
-JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
+JPEG = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()  # a whole 64x48 JPEG
+PNG = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+# A 16000 x 16000 canvas in a few hundred bytes: the header must refuse it before any decoder allocates it.
+PNG_BOMB = PNG[:16] + (16000).to_bytes(4, "big") * 2 + PNG[24:]
 SETTINGS = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.0)
 
 
@@ -110,6 +114,16 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
         (frame(format=IMAGE_FORMAT_PNG).SerializeToString(), b"s1", "format_mismatch"),
         (frame(width=0).SerializeToString(), b"s1", "bad_dimensions"),
         (frame(height=5000).SerializeToString(), b"s1", "bad_dimensions"),
+        (frame(image=JPEG[: len(JPEG) // 2]).SerializeToString(), b"s1", "corrupt_image"),  # truncated
+        (frame(image=JPEG[:3] + bytes(range(256))).SerializeToString(), b"s1", "corrupt_image"),  # JPEG-looking
+        (frame(image=PNG[:-12], format=IMAGE_FORMAT_PNG).SerializeToString(), b"s1", "corrupt_image"),
+        (frame(image=PNG_BOMB, format=IMAGE_FORMAT_PNG).SerializeToString(), b"s1", "dimension_mismatch"),
+        (frame(width=32).SerializeToString(), b"s1", "dimension_mismatch"),  # declared size is not the image's
+        (
+            frame(capture_time_unix_us=time.time_ns() // 1000 + 3600 * 1_000_000).SerializeToString(),
+            b"s1",
+            "future_capture_time",
+        ),
         (frame(client_keypoints=[Keypoint()] * 5).SerializeToString(), b"s1", "bad_client_keypoints"),
         (
             frame(client_keypoints=[Keypoint(x=float("nan"), y=2)] * 33).SerializeToString(),
@@ -541,3 +555,43 @@ async def test_a_restored_session_does_not_repeat_the_advice_event() -> None:
     second.restore([(k, v) for _, k, v in out.states])
     out2 = await second.handle_frames([record(frame(seq=1).SerializeToString())])
     assert [TryOnEvent.FromString(v).type for _, v in out2.events] == []
+
+
+async def test_a_frame_that_arrives_after_its_sessions_end_does_not_bring_the_session_back() -> None:
+    # END and frames travel on separate topics: the END can overtake the session's last queued frame.
+    pipeline, metrics = make(FakeTryOn())
+    started = time.time_ns() // 1000
+    await pipeline.handle_frames([record(frame(capture_time_unix_us=started).SerializeToString())])
+    end = SessionControl(session_id="s1", action=SessionControl.ACTION_END, time_unix_us=started + 2000)
+    pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", end.SerializeToString()))
+    late = frame(seq=1, capture_time_unix_us=started + 1000)  # captured before the END, handled after it
+    out = await pipeline.handle_frames([record(late.SerializeToString(), offset=1)])
+    assert out.rendered == [] and out.events == [] and out.states == []
+    assert "s1" not in pipeline.sessions
+    assert sample(metrics, "vto_frames_dropped_total", reason="session_ended") == 1
+    restart = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 3000)
+    pipeline.handle_control(Record("vto.session-control.v1", 0, 1, b"s1", restart.SerializeToString()))
+    out = await pipeline.handle_frames([record(frame(seq=0, capture_time_unix_us=started + 4000).SerializeToString())])
+    assert len(out.rendered) == 1  # a new START opens the session again
+
+
+class SlowTryOn(FakeTryOn):
+    """Answers only after `delay_s`, like a Triton that needed its retries."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    async def infer(self, request: TryOnRequest) -> TryOnResult:
+        await asyncio.sleep(self.delay_s)
+        return await super().infer(request)
+
+
+async def test_a_frame_that_went_stale_during_inference_is_dropped_not_published() -> None:
+    settings = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=0.2)
+    pipeline, metrics = make(SlowTryOn(0.3), settings)
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    assert out.rendered == []
+    assert sample(metrics, "vto_frames_dropped_total", reason="stale") == 1
+    quick, metrics = make(SlowTryOn(0.0), settings)
+    assert len((await quick.handle_frames([record(frame().SerializeToString())])).rendered) == 1

@@ -26,6 +26,20 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     assert int(specs[settings.dead_letter_topic].config["max.message.bytes"]) > int(frames.config["max.message.bytes"])
 
 
+def test_every_topic_leaves_the_disk_soon_after_its_retention(tmp_path: Path) -> None:
+    """Without segment.ms a segment is only rolled at 1 GB or 7 days, so nothing in it is deleted before then:
+    dead-lettered images would stay a week. Each topic rolls well within its retention (or an hour)."""
+    settings = Settings(run_dir=tmp_path, frame_retention_ms=60_000)
+    props = dict(line.split("=", 1) for line in kafka.write_config(settings).read_text().splitlines())
+    check_s = int(props["log.retention.check.interval.ms"]) / 1000
+    for spec in kafka.topic_specs(settings):
+        retention, segment = int(spec.config["retention.ms"]), int(spec.config["segment.ms"])
+        assert segment <= max(retention // 2, 3_600_000 if retention >= 86_400_000 else 10_000), spec.topic
+    frames = {t.topic: t for t in kafka.topic_specs(settings)}[settings.frames_topic]
+    worst_s = (int(frames.config["retention.ms"]) + int(frames.config["segment.ms"])) / 1000 + check_s
+    assert worst_s <= 100  # a 60 s frame retention keeps frames on disk 100 s at most
+
+
 def test_broker_config_is_single_node_kraft_on_configured_ports(tmp_path: Path) -> None:
     settings = Settings(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:19999", kafka_controller_port=19998)
     props = dict(line.split("=", 1) for line in kafka.write_config(settings).read_text().splitlines())
