@@ -68,7 +68,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.worker_web_port,
-        web_bind="0.0.0.0",
+        web_bind=settings.bind_address,
         topic_allow_declare=False,  # topics are created by `vto stack up` (or Strimzi), never by workers
         topic_disable_leader=True,
         producer_max_request_size=settings.max_message_bytes + 65536,
@@ -90,7 +90,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     state_topic = topic(settings.state_topic)
     holder: dict[str, Any] = {}
     states_restored = asyncio.Event()  # set once the current assignment's session states are read back
-    status = {"assigned": False, "triton_ok": False, "triton_checked": 0.0}
+    status = {"assigned": False, "partitions": 0, "triton_ok": False, "triton_checked": 0.0}
 
     def pipeline() -> FramePipeline:
         # The gRPC aio channel must be created inside the worker's running event loop.
@@ -147,6 +147,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         states_restored.clear()
         try:
             partitions = sorted(tp.partition for tp in assigned if tp.topic == settings.frames_topic)
+            status["partitions"] = len(partitions)
             if not partitions:
                 return
             started = time.perf_counter()
@@ -169,7 +170,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
     async def on_rebalanced(sender: Any, **kwargs: Any) -> None:
         status["assigned"] = True
-        metrics.ready.set(1)
+        metrics.ready.set(1 if status["partitions"] else 0)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -193,10 +194,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         pipeline()
-        ok = bool(status["assigned"]) and not app.rebalancing and await triton_ok()
+        # Ready = serving: assigned frame partitions (a worker beyond the partition count idles, not ready),
+        # not rebalancing, and Triton answering.
+        ok = bool(status["assigned"]) and status["partitions"] > 0 and not app.rebalancing and await triton_ok()
         body = {
             "ready": ok,
             "assigned": status["assigned"],
+            "partitions": status["partitions"],
             "rebalancing": app.rebalancing,
             "triton": status["triton_ok"],
         }

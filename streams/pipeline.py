@@ -107,6 +107,7 @@ class SessionState:
     fit: int = FitPreference.FIT_PREFERENCE_UNSPECIFIED
     share_measurements: bool = False
     advised: str = ""  # the last advice sent as an event: item, size, runner-up, consent, confidence
+    ended_us: int = 0  # time of the session's END (0: open); in memory only, the state topic has its tombstone
 
     def to_message(self, session_id: str) -> SessionStateMessage:
         return SessionStateMessage(
@@ -217,9 +218,6 @@ class FramePipeline:
         self.metrics = metrics
         self.worker_id = worker_id
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()
-        # Sessions that ended, with the END's time: a frame captured before it that arrives after it (END and
-        # frames travel on separate topics) is dropped, not allowed to bring the session back.
-        self.ended: OrderedDict[str, int] = OrderedDict()
 
     # -- state ------------------------------------------------------------------------------------------
     def _session(self, session_id: str) -> SessionState:
@@ -271,6 +269,7 @@ class FramePipeline:
         published and accounted strictly in record order, so each session's frames stay in order.
         """
         self.metrics.batch_frames.observe(len(records))
+        self._forget_ended()
         out = Outputs()
         fresh: list[tuple[Record, Frame]] = []
         for record in records:
@@ -286,11 +285,11 @@ class FramePipeline:
             if age > self.settings.frame_max_age_s:
                 self._drop("stale")
                 continue
-            ended_at = self.ended.get(frame.session_id)
-            if ended_at is not None and frame.capture_time_unix_us <= ended_at:
+            known = self.sessions.get(frame.session_id)
+            if known is not None and known.ended_us and frame.capture_time_unix_us > known.ended_us:
+                # Captured after its session's END, with no new START: nothing is open to render it into.
                 self._drop("session_ended")
                 continue
-            known = self.sessions.get(frame.session_id)
             if (
                 known is not None
                 and known.capture_time_unix_us
@@ -462,6 +461,12 @@ class FramePipeline:
             shared.ClearField("reasons")
         self._event(out, frame.session_id, advice.item_id, TryOnEvent.TYPE_FIT_ADVICE, frame, shared)
 
+    def _forget_ended(self) -> None:
+        """Sessions whose END is older than any frame that could still be rendered leave memory."""
+        horizon = now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6)
+        for sid in [sid for sid, state in self.sessions.items() if state.ended_us and state.ended_us < horizon]:
+            del self.sessions[sid]
+
     # -- session control --------------------------------------------------------------------------------
     def handle_control(self, record: Record) -> Outputs:
         """START / SELECT_ITEM / END of a session become analytics events; bad records are dead-lettered."""
@@ -491,7 +496,6 @@ class FramePipeline:
             return out
         sid = control.session_id
         if control.action == SessionControl.ACTION_START:
-            self.ended.pop(sid, None)
             known = self.sessions.get(sid)
             # A (re)started session tracks afresh, unless this START is older than frames already handled (the
             # control and frame topics are consumed independently): wiping their state would replay the track.
@@ -519,18 +523,22 @@ class FramePipeline:
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_ITEM_SELECTED)
             self._save_state(out, record.partition, sid)
         else:  # ACTION_END
-            state = self.sessions.pop(sid, SessionState())
-            self.ended.pop(sid, None)
-            self.ended[sid] = control.time_unix_us or now_us()
-            while len(self.ended) > MAX_SESSIONS:
-                self.ended.popitem(last=False)
+            # END travels on its own topic and may overtake the session's last queued frames: those are still
+            # rendered with the session's tracking and its record of events sent (no TRY_ON_RENDERED twice), but
+            # write no state (the tombstone stays the session's last record), and the session leaves memory
+            # once they cannot arrive any more.
+            state = self._session(sid)
+            state.ended_us = control.time_unix_us or now_us()
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
             out.states.append((record.partition, sid.encode(), None))  # tombstone: compaction forgets it
         return out
 
     # -- state topic ------------------------------------------------------------------------------------
     def _save_state(self, out: Outputs, partition: int, session_id: str) -> None:
-        message = self._session(session_id).to_message(session_id)
+        state = self._session(session_id)
+        if state.ended_us:
+            return  # its tombstone is on the state topic already
+        message = state.to_message(session_id)
         out.states.append((partition, session_id.encode(), message.SerializeToString()))
 
     def restore(self, values: list[tuple[bytes, bytes | None]]) -> int:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Worker
     worker_group: str = Field("vto-worker", description="Faust app id = Kafka consumer group of the workers.")
     worker_web_port: int = Field(6066, description="Worker HTTP port: /metrics, /livez, /readyz.")
+    bind_address: str = Field(
+        "127.0.0.1",
+        description="Address the worker's HTTP and the embedded Triton listen on (0.0.0.0 in a pod, for probes).",
+    )
     worker_batch_size: int = Field(16, ge=1, description="Most frames a worker takes from Kafka per micro-batch.")
     worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
     frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")

@@ -26,12 +26,23 @@ class Worker:
     def service(self) -> Service:
         return Service(f"worker-{self.index}", self.settings.run_dir)
 
-    def ready(self) -> bool:
+    def readiness(self) -> dict[str, object]:
+        """The worker's /readyz body (also when it answers 503); {} when it does not answer yet."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
-                return bool(json.load(resp).get("ready"))
-        except urllib.error.HTTPError:
-            return False
+                return dict(json.load(resp))
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return dict(json.loads(exc.read() or b"{}"))
+
+    def ready(self) -> bool:
+        return bool(self.readiness().get("ready"))
+
+    def in_group(self) -> bool:
+        """Serving, or a standby: in the group with no partition left for it (more workers than partitions)."""
+        body = self.readiness()
+        standby = body.get("assigned") and body.get("partitions") == 0 and not body.get("rebalancing")
+        return bool(body.get("ready") or standby)
 
     def start(self, timeout: float = 90.0) -> None:
         marker = f"--name={self.settings.run_dir / self.service.name}"
@@ -39,7 +50,7 @@ class Worker:
             [sys.executable, "-m", "streams.cli", "worker", marker],
             env={"VTO_WORKER_WEB_PORT": str(self.port), "PYTHONUNBUFFERED": "1"},
         )
-        wait_until(self.service, self.ready, timeout, f"worker on :{self.port}")
+        wait_until(self.service, self.in_group, timeout, f"worker on :{self.port}")
 
 
 def workers(settings: Settings, count: int) -> list[Worker]:

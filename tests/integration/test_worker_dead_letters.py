@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -21,6 +21,23 @@ from streams.settings import Settings
 from tests.kafka_io import consume, produce
 
 pytestmark = pytest.mark.integration
+
+FRAME_REASONS = {
+    "undecodable",
+    "missing_session_id",
+    "key_mismatch",
+    "missing_capture_time",
+    "future_capture_time",
+    "empty_image",
+    "image_too_large",
+    "unsupported_format",
+    "format_mismatch",
+    "bad_dimensions",
+    "corrupt_image",
+    "dimension_mismatch",
+    "bad_client_keypoints",
+    "unknown_item",
+}
 
 
 def frame(session: str, image: bytes, width: int, height: int, **overrides: object) -> Frame:
@@ -77,7 +94,16 @@ def test_each_kind_of_bad_input_is_dead_lettered_and_the_worker_keeps_going(stac
         "nan_keypoints": (bad("nan_keypoints", client_keypoints=nan_points), "bad_client_keypoints"),
         "off_frame_keypoints": (bad("off_frame_keypoints", client_keypoints=off_frame), "bad_client_keypoints"),
         "future_capture_time": (bad("future_capture_time", capture_time_unix_us=hour_ahead), "future_capture_time"),
+        "missing_capture_time": (bad("missing_capture_time", capture_time_unix_us=0), "missing_capture_time"),
+        "image_too_large": (
+            bad("image_too_large", image=photo + b"\0" * (stack.max_image_bytes - len(photo) + 1)),
+            "image_too_large",
+        ),
+        "unsupported_format": (bad("unsupported_format", format=IMAGE_FORMAT_UNSPECIFIED), "unsupported_format"),
+        "unknown_item": (bad("unknown_item", item_id="no-such-item"), "unknown_item"),
     }
+    # Every reason validate() and the worker can give a frame is covered here.
+    assert {reason for _, reason in cases.values()} == FRAME_REASONS
     good_session = key("good")
     good = frame(good_session, photo, 1000, 667, sequence=1)
     records = [(key(kind).encode(), value) for kind, (value, _) in cases.items()]

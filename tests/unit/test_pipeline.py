@@ -255,7 +255,7 @@ def test_session_control_becomes_analytics_events() -> None:
         for action in (SessionControl.ACTION_START, SessionControl.ACTION_SELECT_ITEM, SessionControl.ACTION_END)
     ]
     assert types == [TryOnEvent.TYPE_SESSION_STARTED, TryOnEvent.TYPE_ITEM_SELECTED, TryOnEvent.TYPE_SESSION_ENDED]
-    assert "s1" not in pipeline.sessions
+    assert pipeline.sessions["s1"].ended_us  # kept a moment for frames the END overtook, then forgotten
 
 
 @pytest.mark.parametrize(
@@ -557,22 +557,37 @@ async def test_a_restored_session_does_not_repeat_the_advice_event() -> None:
     assert [TryOnEvent.FromString(v).type for _, v in out2.events] == []
 
 
-async def test_a_frame_that_arrives_after_its_sessions_end_does_not_bring_the_session_back() -> None:
-    # END and frames travel on separate topics: the END can overtake the session's last queued frame.
-    pipeline, metrics = make(FakeTryOn())
+async def test_frames_the_end_overtook_are_rendered_without_reopening_the_session() -> None:
+    # END and frames travel on separate topics: the END can overtake the session's last queued frames.
+    tryon = FakeTryOn()
+    pipeline, metrics = make(tryon)
     started = time.time_ns() // 1000
     await pipeline.handle_frames([record(frame(capture_time_unix_us=started).SerializeToString())])
     end = SessionControl(session_id="s1", action=SessionControl.ACTION_END, time_unix_us=started + 2000)
-    pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", end.SerializeToString()))
+    out = pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", end.SerializeToString()))
+    assert out.states == [(0, b"s1", None)]
     late = frame(seq=1, capture_time_unix_us=started + 1000)  # captured before the END, handled after it
     out = await pipeline.handle_frames([record(late.SerializeToString(), offset=1)])
-    assert out.rendered == [] and out.events == [] and out.states == []
+    assert [RenderedFrame.FromString(v).sequence for _, v in out.rendered] == [1]  # the shopper still gets it
+    assert tryon.requests[-1].state == b"1"  # with the session's tracking state
+    assert out.events == [] and out.states == []  # no second TRY_ON_RENDERED, the tombstone stays last
+    photo = "s2"  # a one-photo session whose END overtakes its only frame: that frame's event still goes out
+    end2 = SessionControl(session_id=photo, action=SessionControl.ACTION_END, time_unix_us=started + 2000)
+    pipeline.handle_control(Record("vto.session-control.v1", 0, 2, photo.encode(), end2.SerializeToString()))
+    only = frame(session=photo, capture_time_unix_us=started + 1000)
+    out = await pipeline.handle_frames([record(only.SerializeToString(), key=photo.encode(), offset=3)])
+    assert [TryOnEvent.FromString(v).type for _, v in out.events] == [TryOnEvent.TYPE_TRY_ON_RENDERED]
+    assert out.states == []
+    after = frame(seq=2, capture_time_unix_us=started + 3000)  # after the END, no new START
+    out = await pipeline.handle_frames([record(after.SerializeToString(), offset=2)])
+    assert out.rendered == [] and sample(metrics, "vto_frames_dropped_total", reason="session_ended") == 1
+    pipeline.sessions["s1"].ended_us -= 10_000_000  # ten seconds later: nothing can arrive any more
+    await pipeline.handle_frames([])
     assert "s1" not in pipeline.sessions
-    assert sample(metrics, "vto_frames_dropped_total", reason="session_ended") == 1
-    restart = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 3000)
+    restart = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 4000)
     pipeline.handle_control(Record("vto.session-control.v1", 0, 1, b"s1", restart.SerializeToString()))
-    out = await pipeline.handle_frames([record(frame(seq=0, capture_time_unix_us=started + 4000).SerializeToString())])
-    assert len(out.rendered) == 1  # a new START opens the session again
+    out = await pipeline.handle_frames([record(frame(seq=0, capture_time_unix_us=started + 5000).SerializeToString())])
+    assert len(out.rendered) == 1 and len(out.events) == 1  # a new START opens the session again
 
 
 class SlowTryOn(FakeTryOn):
