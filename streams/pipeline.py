@@ -475,6 +475,9 @@ class FramePipeline:
             control = decode(SessionControl, record.value)
             if not control.session_id:
                 raise BadInput("missing_session_id", "SessionControl.session_id is empty")
+            if record.key != control.session_id.encode():
+                # Keyed otherwise it lands on another partition than the session's frames, maybe another worker.
+                raise BadInput("key_mismatch", "record key must be the session id (same partition as its frames)")
             if control.action not in KNOWN_ACTIONS:
                 raise BadInput(
                     "unknown_action",

@@ -229,7 +229,7 @@ class _Checker:
         category = meta.get("category")
         if "category" not in meta:
             category = None
-        elif category not in ANCHORS:
+        elif not isinstance(category, str) or category not in ANCHORS:
             self.fail("category", f"unknown category {category!r} (one of: {', '.join(CATEGORIES)})")
             category = None
         name = meta.get("name")
