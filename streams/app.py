@@ -59,6 +59,9 @@ class CatalogueCategories:
         return item is not None and bool(item.size_chart)
 
 
+PREFETCH_BATCHES = 4  # micro-batches a worker holds in memory ahead of the one in flight
+
+
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
     metrics = Metrics(registry or CollectorRegistry())
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -73,6 +76,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         topic_disable_leader=True,
         producer_max_request_size=settings.max_message_bytes + 65536,
         consumer_max_fetch_size=settings.max_message_bytes + 65536,
+        # Faust buffers up to 4096 records per stream by default: with 4 MB frames, 16 GB. A few batches are
+        # enough to keep Triton busy; the rest stays on the broker, where it can go stale and be counted.
+        stream_buffer_maxsize=PREFETCH_BATCHES * settings.worker_batch_size,
+        broker_max_poll_records=2 * settings.worker_batch_size,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         autodiscover=False,
