@@ -20,6 +20,7 @@ from streams.vision.blazepose import MIN_POSE_PRESENCE
 
 SERVER_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "fit", "render", "encode")
 BAD_IMAGE_PREFIX = "bad image: "  # how the tryon model marks errors caused by the request's image
+FRAME_FAILED_PREFIX = "frame failed: "  # ... and a frame that broke perception (streams/serving/tryon.py)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class TritonTryOn:
                 message = exc.message() or str(exc)
                 if BAD_IMAGE_PREFIX in message:
                     raise BadInput("corrupt_image", message.split(BAD_IMAGE_PREFIX, 1)[1]) from exc
+                if FRAME_FAILED_PREFIX in message:  # deterministic: retrying would fail the same way
+                    raise BadInput("inference_failed", message.split(FRAME_FAILED_PREFIX, 1)[1]) from exc
                 if attempt == self.retries:
                     raise InferenceUnavailable(f"{self.model}: {exc.status()} {message}") from exc
                 self.on_retry()

@@ -4,7 +4,8 @@ advice, the rendered frame and the session's next state out.
 decode -> perception (streams/serving/perception.py: pose, face, hands, mask; each model a BLS call on the
 whole batch) -> fit (streams/fit: items with a size chart) -> render -> encode. All requests that Triton's
 dynamic batcher hands over go through each model in one batch. A request whose image cannot be decoded gets an
-error response of its own; the others go on.
+error response of its own ("bad image: ..."), and so does one that breaks perception ("frame failed: ...", found
+by perceiving the batch's frames one by one); the others go on. A failing size advice leaves the frame without it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from streams.vision import blazepose
 from streams.vision.hands import subject_handedness
 
 MAX_SIDE = 4096
+FRAME_FAILED_PREFIX = "frame failed: "  # streams/inference.py dead-letters these (inference_failed), no retry
 MAX_PEOPLE = 8
 ROOT = Path(__file__).resolve().parents[2]
 TIMING_STAGES = ("decode", "pose_detection", "pose_landmark", "face", "hands", "mask", "fit", "render", "encode")
@@ -183,12 +185,24 @@ class TritonPythonModel:
         self.timings[0] = time.perf_counter() - t0
 
         order = sorted(inputs)
+        models = self._models()
         try:
-            results = perception.perceive([inputs[i] for i in order], self._models(), self.canonical_face)
-        except pb_utils.TritonModelException as exc:
+            results = perception.perceive([inputs[i] for i in order], models, self.canonical_face)
+            by_index = dict(zip(order, results, strict=True))
+        except pb_utils.TritonModelException as exc:  # a model is down: every frame of the batch is affected
             error = pb_utils.TritonError(f"perception models failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
-        by_index = dict(zip(order, results, strict=True))
+        except Exception:
+            # Something in one frame broke the batch: perceive each frame alone, so only that one fails.
+            by_index = {}
+            for i in order:
+                try:
+                    by_index[i] = perception.perceive([inputs[i]], models, self.canonical_face)[0]
+                except pb_utils.TritonModelException as exc:
+                    errors[i] = f"perception models failed: {exc}"
+                except Exception as exc:
+                    errors[i] = f"{FRAME_FAILED_PREFIX}perception: {type(exc).__name__}: {exc}"
+            order = [i for i in order if i in by_index]
 
         self.catalogue.reload_if_changed()
         encoded: dict[int, bytes] = {}
@@ -200,11 +214,14 @@ class TritonPythonModel:
             result.state.fit.CopyFrom(inputs[i].state.fit)
             if wanted is not None and wanted.size_chart:
                 t = time.perf_counter()
-                fit = fit_session.fold(codec.fit_from_proto(inputs[i].state.fit), scene, heights[i] or None)
-                codec.fit_to_proto(fit, result.state.fit)
-                report = fit_session.advise(fit, wanted, codec.fit_preference(preferences[i]))
-                message = codec.advice_to_proto(report, wanted.id, preferences[i])
-                advice[i] = message.SerializeToString() if message is not None else b""
+                try:
+                    fit = fit_session.fold(codec.fit_from_proto(inputs[i].state.fit), scene, heights[i] or None)
+                    report = fit_session.advise(fit, wanted, codec.fit_preference(preferences[i]))
+                    message = codec.advice_to_proto(report, wanted.id, preferences[i])
+                    codec.fit_to_proto(fit, result.state.fit)
+                    advice[i] = message.SerializeToString() if message is not None else b""
+                except Exception as exc:  # size advice is an extra: the frame still renders, without it
+                    pb_utils.Logger.log_error(f"fit failed for item {wanted.id}: {type(exc).__name__}: {exc}")
                 self.timings[TIMING_STAGES.index("fit")] += time.perf_counter() - t
             if not render[i]:
                 continue

@@ -1,0 +1,160 @@
+"""The Triton `tryon` model's execute() with a stand-in for Triton's python-backend module: one request's
+failure stays that request's. (The real server runs it in tests/integration; there no frame can be made to break
+perception on purpose.)"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from streams.proto.vto.v1.perception_pb2 import Perception
+from streams.proto.vto.v1.session_state_pb2 import PerceptionState
+from streams.settings import ROOT
+from streams.tryon.catalogue import Catalogue
+from streams.vision import blazepose
+
+
+class Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self.name, self.array = name, np.asarray(array)
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+class TritonError:
+    def __init__(self, message: str) -> None:
+        self.text = message
+
+    def message(self) -> str:
+        return self.text
+
+
+class Response:
+    def __init__(self, output_tensors: list[Tensor] | None = None, error: TritonError | None = None) -> None:
+        self.outputs = {t.name: t.array for t in output_tensors or []}
+        self.error = error
+
+
+class TritonModelException(Exception):
+    pass
+
+
+class Request:
+    def __init__(self, **inputs: np.ndarray) -> None:
+        self.inputs = inputs
+
+
+def _fake_backend() -> types.ModuleType:
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor = Tensor  # type: ignore[attr-defined]
+    module.TritonError = TritonError  # type: ignore[attr-defined]
+    module.InferenceResponse = Response  # type: ignore[attr-defined]
+    module.TritonModelException = TritonModelException  # type: ignore[attr-defined]
+    module.get_input_tensor_by_name = lambda request, name: (  # type: ignore[attr-defined]
+        Tensor(name, request.inputs[name]) if name in request.inputs else None
+    )
+    module.Logger = types.SimpleNamespace(log_error=lambda message: None)  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def tryon(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_backend())
+    monkeypatch.delitem(sys.modules, "streams.serving.tryon", raising=False)
+    import streams.serving.tryon as module
+
+    yield module
+    sys.modules.pop("streams.serving.tryon", None)
+
+
+def _model(module: Any) -> Any:
+    model = module.TritonPythonModel.__new__(module.TritonPythonModel)  # what initialize() sets, without Triton
+    model.jpeg_quality = 85
+    model.canonical_face = {}
+    model.catalogue = Catalogue(ROOT / "catalogue")
+    model.timings = np.zeros(len(module.TIMING_STAGES), dtype=np.float32)
+    model._models = lambda: None
+    return model
+
+
+def _request(width: int) -> Request:
+    jpeg = cv2.imencode(".jpg", np.full((48, width, 3), 128, np.uint8))[1].tobytes()
+    return Request(
+        IMAGE=np.array([[jpeg]], dtype=np.object_),
+        RENDER=np.array([[True]]),
+        ITEM_ID=np.array([[b"tee-navy"]], dtype=np.object_),
+    )
+
+
+def _no_pose(frame: Any) -> Any:
+    from streams.serving.perception import FrameOutput
+
+    return FrameOutput(blazepose.NO_POSE.keypoints, 0.0, Perception(), PerceptionState())
+
+
+def test_a_frame_that_breaks_perception_fails_alone(tryon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def perceive(frames: list[Any], models: Any, canonical_face: Any) -> list[Any]:
+        calls.append(len(frames))
+        if any(f.rgb.shape[1] == 13 for f in frames):  # the poisoned frame: 13 px wide
+            raise ValueError("cannot reshape array")
+        return [_no_pose(f) for f in frames]
+
+    monkeypatch.setattr(tryon.perception, "perceive", perceive)
+    responses = _model(tryon).execute([_request(64), _request(13), _request(32)])
+    assert calls == [3, 1, 1, 1]  # the batch, then each frame alone
+    assert responses[1].error is not None
+    assert responses[1].error.message().startswith("frame failed: perception: ValueError")
+    for ok in (responses[0], responses[2]):
+        assert ok.error is None and ok.outputs["RENDERED"][0][0].startswith(b"\xff\xd8")
+
+
+def test_a_model_that_is_down_fails_the_whole_batch(tryon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def perceive(frames: list[Any], models: Any, canonical_face: Any) -> list[Any]:
+        raise tryon.pb_utils.TritonModelException("pose_landmark_full: unavailable")
+
+    monkeypatch.setattr(tryon.perception, "perceive", perceive)
+    responses = _model(tryon).execute([_request(64), _request(32)])
+    assert all(r.error is not None and "perception models failed" in r.error.message() for r in responses)
+
+
+def test_failing_size_advice_leaves_the_frame_rendered_without_it(tryon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tryon.perception, "perceive", lambda frames, *_: [_no_pose(f) for f in frames])
+
+    def broken_fold(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug in the fit math")
+
+    monkeypatch.setattr(tryon.fit_session, "fold", broken_fold)
+    [response] = _model(tryon).execute([_request(64)])
+    assert response.error is None
+    assert response.outputs["ADVICE"][0][0] == b"" and response.outputs["RENDERED"][0][0].startswith(b"\xff\xd8")
+
+
+async def test_the_worker_dead_letters_a_frame_that_failed_instead_of_retrying_it() -> None:
+    from tritonclient.utils import InferenceServerException
+
+    from streams.errors import BadInput
+    from streams.inference import TritonTryOn, TryOnRequest
+
+    retries: list[int] = []
+    client = TritonTryOn("127.0.0.1:1", "tryon", timeout_s=1.0, retries=3, on_retry=lambda: retries.append(1))
+
+    async def infer(*args: Any, **kwargs: Any) -> Any:
+        raise InferenceServerException("[StatusCode.INTERNAL] frame failed: perception: ValueError: bad reshape")
+
+    client.client.infer = infer  # type: ignore[method-assign]
+    try:
+        with pytest.raises(BadInput) as info:
+            await client.infer(TryOnRequest(b"\xff\xd8"))
+    finally:
+        await client.close()
+    assert info.value.reason == "inference_failed" and "ValueError" in info.value.detail
+    assert retries == []  # deterministic: retrying would fail the same way
