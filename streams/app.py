@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -57,6 +58,55 @@ class CatalogueCategories:
     def sized(self, item_id: str) -> bool:
         item = self._item(item_id)
         return item is not None and bool(item.size_chart)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Where a batch's outputs go (Faust topics; anything with an async `send` in tests)."""
+
+    rendered: Any
+    events: Any
+    dead_letters: Any
+    states: Any
+
+
+async def _send_all(topic: Any, name: str, sends: list[dict[str, Any]], metrics: Metrics) -> int:
+    """Send, then wait for the broker's acknowledgements; a record it refuses (too large, broker gone past its
+    retries) is logged and counted, never raised: one bad record must not kill the agent (and with it the
+    offsets of every record behind it)."""
+    pending = []
+    for kwargs in sends:
+        try:
+            pending.append(await topic.send(**kwargs))
+        except Exception as exc:
+            log.error("could not publish to %s: %s", name, exc)
+            metrics.publish_errors.labels(name).inc()
+    failed = 0
+    for result in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(result, BaseException):
+            log.error("the broker did not acknowledge a record of %s: %s", name, result)
+            metrics.publish_errors.labels(name).inc()
+            failed += 1
+    return failed + len(sends) - len(pending)
+
+
+async def publish(out: Outputs, topics: Topics, metrics: Metrics) -> int:
+    """Stage 'publish': send everything, then wait for the broker to confirm it all; returns the records it
+    refused. Session states go only after the frames and events they account for are confirmed: a state on the
+    topic means its frames were handled, so a worker that takes over may drop them as replayed."""
+    started = time.perf_counter()
+    failed = 0
+    for topic, name, pairs in (
+        (topics.rendered, "rendered", out.rendered),
+        (topics.events, "events", out.events),
+        (topics.dead_letters, "dead_letter", out.dead_letters),
+    ):
+        failed += await _send_all(topic, name, [{"key": k, "value": v} for k, v in pairs], metrics)
+    states = [{"key": k, "value": v, "partition": p} for p, k, v in out.states]
+    failed += await _send_all(topics.states, "state", states, metrics)
+    if out.rendered or out.events or out.dead_letters or out.states:
+        metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
+    return failed
 
 
 PREFETCH_BATCHES = 4  # micro-batches a worker holds in memory ahead of the one in flight
@@ -113,24 +163,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
         return holder["pipeline"]  # type: ignore[no-any-return]
 
-    async def publish(out: Outputs) -> None:
-        """Stage 'publish': send everything, then wait for the broker to confirm it all. Session states go only
-        after the frames and events they account for are confirmed: a state on the topic means its frames
-        were delivered, so a worker that takes over may drop them as replayed."""
-        started = time.perf_counter()
-        pending = []
-        for destination, pairs in (
-            (rendered_topic, out.rendered),
-            (events_topic, out.events),
-            (dlq_topic, out.dead_letters),
-        ):
-            for key, value in pairs:
-                pending.append(await destination.send(key=key, value=value))
-        await asyncio.gather(*pending)
-        states = [await state_topic.send(key=key, value=state, partition=p) for p, key, state in out.states]
-        await asyncio.gather(*states)
-        if pending or states:
-            metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
+    topics = Topics(rendered_topic, events_topic, dlq_topic, state_topic)
 
     @app.agent(frames_topic)
     async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs
@@ -139,13 +172,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             # session whose state is still on its way (it would restart tracking and replay frames).
             await states_restored.wait()
             out = await pipeline().handle_frames([_record(e) for e in events])
-            await publish(out)
+            await publish(out, topics, metrics)
             yield None
 
     @app.agent(control_topic)
     async def control(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
-            await publish(pipeline().handle_control(_record(event)))
+            await publish(pipeline().handle_control(_record(event)), topics, metrics)
             yield None
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg

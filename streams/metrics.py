@@ -23,6 +23,12 @@ class Metrics:
         self.dead_letters = Counter(
             "vto_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=registry
         )
+        self.publish_errors = Counter(
+            "vto_publish_errors_total",
+            "Records the broker refused or did not acknowledge, by topic (rendered, events, dead_letter, state).",
+            ["topic"],
+            registry=registry,
+        )
         self.dropped = Counter(
             "vto_frames_dropped_total",
             "Frames dropped without rendering, by reason (stale, replayed, session_ended, inference_unavailable).",
