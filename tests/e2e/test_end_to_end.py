@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -31,8 +32,24 @@ pytestmark = pytest.mark.e2e
 
 
 def rendered_of(settings: Settings, session: str, count: int) -> list[RenderedFrame]:
-    msgs = consume(settings, settings.rendered_topic, lambda m: m.key() == session.encode(), count, timeout_s=120)
-    frames = sorted((RenderedFrame.FromString(m.value()) for m in msgs), key=lambda f: f.sequence)
+    """The session's rendered frames in the order the topic holds them (one partition: the order a client
+    reads): every frame once, in sequence order, and nothing after the last (no duplicate)."""
+
+    def ours(m: object) -> bool:
+        return m.key() == session.encode()  # type: ignore[attr-defined, no-any-return]
+
+    complete_at: list[float] = []
+
+    def settled(found: list[object]) -> bool:  # all came, then 2 s more for anything beyond the last
+        if len(found) > count:
+            return True
+        if len(found) == count and not complete_at:
+            complete_at.append(time.monotonic())
+        return bool(complete_at) and time.monotonic() - complete_at[0] > 2.0
+
+    msgs = consume(settings, settings.rendered_topic, ours, count, timeout_s=120, until=settled)
+    frames = [RenderedFrame.FromString(m.value()) for m in msgs]
+    assert len(frames) <= count, f"{len(frames) - count} frame(s) rendered twice"
     assert [f.sequence for f in frames] == list(range(count)), "every frame comes back once, in order"
     return frames
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,17 +100,42 @@ def test_undecodable_image_gets_its_own_error(client: grpc.InferenceServerClient
         tryon(client, bomb)  # refused from its header: no 768 MB decode buffer
 
 
-def test_dynamic_batch_equals_single_requests(client: grpc.InferenceServerClient) -> None:
+def test_concurrent_requests_are_batched_and_equal_single_ones(client: grpc.InferenceServerClient) -> None:
+    """Requests sent at once (as the workers' sessions do) share executions of the model, and batching changes
+    no result."""
     rng = np.random.default_rng(0)
-    batch = rng.uniform(-1, 1, size=(2, 224, 224, 3)).astype(np.float32)
+    frames = rng.uniform(-1, 1, size=(8, 224, 224, 3)).astype(np.float32)
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def inputs(x: np.ndarray) -> list[grpc.InferInput]:
         tensor = grpc.InferInput("input_1", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
-        return client.infer("pose_detection", [tensor]).as_numpy("Identity_1")
+        return [tensor]
 
-    together = run(batch)
-    assert np.abs(together - np.concatenate([run(batch[:1]), run(batch[1:])])).max() < 1e-4
+    def counts() -> tuple[int, int]:
+        stats = client.get_inference_statistics("pose_detection").model_stats[0]
+        return int(stats.inference_count), int(stats.execution_count)
+
+    singles = [client.infer("pose_detection", inputs(frames[i : i + 1])).as_numpy("Identity_1") for i in range(8)]
+    before = counts()
+    results: dict[int, np.ndarray] = {}
+    done = threading.Semaphore(0)
+
+    def collect(index: int) -> Any:
+        def callback(result: grpc.InferResult, error: InferenceServerException | None) -> None:
+            assert error is None, error
+            results[index] = result.as_numpy("Identity_1")
+            done.release()
+
+        return callback
+
+    for i in range(8):  # all in flight together, one frame each
+        client.async_infer("pose_detection", inputs(frames[i : i + 1]), collect(i))
+    for _ in range(8):
+        assert done.acquire(timeout=60)
+    inferences, executions = (after - earlier for after, earlier in zip(counts(), before, strict=True))
+    assert inferences == 8 and executions < 8, (inferences, executions)  # some requests shared an execution
+    for i in range(8):
+        assert np.abs(results[i] - singles[i]).max() < 1e-4
 
 
 def test_triton_exposes_prometheus_metrics(stack: Settings, client: grpc.InferenceServerClient) -> None:

@@ -233,14 +233,30 @@ async def test_declared_size_must_match_the_image() -> None:
     assert DeadLetter.FromString(out.dead_letters[0][1]).reason == "dimension_mismatch"
 
 
+class UnevenTryOn(FakeTryOn):
+    """Session "a" takes 20 ms a frame, "b" none: inferred concurrently, b's frames finish first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished: list[tuple[str, int]] = []
+
+    async def infer(self, request: TryOnRequest) -> TryOnResult:
+        slow = request.item_id == "slow"
+        await asyncio.sleep(0.02 if slow else 0.0)
+        result = await super().infer(request)
+        self.finished.append(("a" if slow else "b", len(self.finished)))
+        return result
+
+
 async def test_each_sessions_frames_leave_in_order_while_inferred_concurrently() -> None:
-    pipeline, _ = make(FakeTryOn())
-    frames = [frame(session=s, seq=i) for i in range(3) for s in ("a", "b")]
+    tryon = UnevenTryOn()
+    pipeline, _ = make(tryon)
+    frames = [frame(session=s, seq=i, item_id="slow" if s == "a" else "fast") for i in range(3) for s in ("a", "b")]
     records = [record(f.SerializeToString(), key=f.session_id.encode(), offset=n) for n, f in enumerate(frames)]
     out = await pipeline.handle_frames(records)
+    assert [s for s, _ in tryon.finished][:3] == ["b", "b", "b"]  # concurrent: b finished before a's first ...
     order = [(RenderedFrame.FromString(v).session_id, RenderedFrame.FromString(v).sequence) for _, v in out.rendered]
-    assert [seq for s, seq in order if s == "a"] == [0, 1, 2]
-    assert [seq for s, seq in order if s == "b"] == [0, 1, 2]
+    assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]  # ... published in record order
 
 
 def _control(action: int, session: str = "s1", item: str = "tee", **profile: object) -> Record:
