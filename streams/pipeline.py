@@ -53,6 +53,8 @@ KNOWN_ACTIONS = (
     SessionControl.ACTION_SET_FIT_PROFILE,
 )
 MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a stated height outside this range is refused (0 = not given)
+ACTIVE_WINDOW_US = 30_000_000  # a session with a frame in the last 30 s counts against max_active_sessions
+NOTICE_INTERVAL_US = 1_000_000  # at most one refusal notice a second per session
 ADVICE_CONFIDENCE_STEP = 0.1  # a TYPE_FIT_ADVICE event when the confidence moved this much (or the size changed)
 ADVICE_KEY_SEPARATOR = "\x1f"  # ASCII unit separator: cannot appear in an item id or a size
 # Per worker; least recently seen sessions are forgotten first (their state is on the state topic). A session's
@@ -108,6 +110,9 @@ class SessionState:
     share_measurements: bool = False
     advised: str = ""  # the last advice sent as an event: item, size, runner-up, consent, confidence
     ended_us: int = 0  # time of the session's END (0: open); in memory only, the state topic has its tombstone
+    seen_us: int = 0  # when its last frame was admitted (in memory only)
+    tokens: float = 0.0  # rate limit: frames it may still send now, refilled at max_session_fps
+    tokens_us: int = 0
 
     def to_message(self, session_id: str) -> SessionStateMessage:
         return SessionStateMessage(
@@ -218,6 +223,7 @@ class FramePipeline:
         self.metrics = metrics
         self.worker_id = worker_id
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self.noticed: OrderedDict[str, int] = OrderedDict()  # session -> when its last refusal notice went out
 
     # -- state ------------------------------------------------------------------------------------------
     def _session(self, session_id: str) -> SessionState:
@@ -302,6 +308,8 @@ class FramePipeline:
             self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
             if frame.item_id and self._category(frame.item_id) is None:
                 self._reject(out, record, BadInput("unknown_item", f"item {frame.item_id!r} is not in the catalogue"))
+                continue
+            if not self._admit(out, frame):
                 continue
             fresh.append((record, frame))
         by_session: dict[str, list[int]] = {}
@@ -460,6 +468,54 @@ class FramePipeline:
             shared.ClearField("measurements")
             shared.ClearField("reasons")
         self._event(out, frame.session_id, advice.item_id, TryOnEvent.TYPE_FIT_ADVICE, frame, shared)
+
+    def _admit(self, out: Outputs, frame: Frame) -> bool:
+        """Admission: a new session only while the worker serves fewer than max_active_sessions, and each session
+        at most max_session_fps (a token bucket holding one second of frames). A refused frame is dropped and
+        counted, and the client gets a notice (a RenderedFrame with a status and no image) at most once a second."""
+        now = now_us()
+        state = self.sessions.get(frame.session_id)
+        if state is None or not state.capture_time_unix_us:  # its first frame
+            horizon = now - ACTIVE_WINDOW_US
+            active = sum(1 for s in self.sessions.values() if s.seen_us > horizon and not s.ended_us)
+            if active >= self.settings.max_active_sessions:
+                detail = f"this worker serves {active} sessions, its limit: try again in a few seconds"
+                self._refuse(out, frame, RenderedFrame.STATUS_OVER_CAPACITY, "over_capacity", detail)
+                return False
+            state = self._session(frame.session_id)
+        rate = self.settings.max_session_fps
+        state.tokens = min(rate, state.tokens + (now - state.tokens_us) / 1e6 * rate) if state.tokens_us else rate
+        state.tokens_us = now
+        if state.tokens < 1.0:
+            detail = f"more than {rate:g} frames a second: send fewer (the extra ones are not rendered)"
+            self._refuse(out, frame, RenderedFrame.STATUS_RATE_LIMITED, "rate_limited", detail)
+            return False
+        state.tokens -= 1.0
+        state.seen_us = now
+        return True
+
+    def _refuse(
+        self, out: Outputs, frame: Frame, status: RenderedFrame.Status.ValueType, reason: str, detail: str
+    ) -> None:
+        self._drop(reason)
+        last = self.noticed.get(frame.session_id, 0)
+        if now_us() - last < NOTICE_INTERVAL_US:
+            return
+        self.noticed.pop(frame.session_id, None)
+        self.noticed[frame.session_id] = now_us()
+        while len(self.noticed) > MAX_SESSIONS:
+            self.noticed.popitem(last=False)
+        notice = RenderedFrame(
+            session_id=frame.session_id,
+            sequence=frame.sequence,
+            capture_time_unix_us=frame.capture_time_unix_us,
+            camera_id=frame.camera_id,
+            status=status,
+            status_detail=detail,
+            rendered_time_unix_us=now_us(),
+            worker_id=self.worker_id,
+        )
+        out.rendered.append((frame.session_id.encode(), notice.SerializeToString()))
 
     def _forget_ended(self) -> None:
         """Sessions whose END is older than any frame that could still be rendered leave memory."""

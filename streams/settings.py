@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(16, ge=1, description="Most frames a worker takes from Kafka per micro-batch.")
     worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
     frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")
+    max_session_fps: float = Field(
+        60.0, gt=0, description="Frames per second one session may send; beyond, frames are refused (a notice)."
+    )
+    max_active_sessions: int = Field(
+        2000, ge=1, description="Sessions one worker serves at once (a frame in the last 30 s); new ones beyond wait."
+    )
     max_clock_skew_s: float = Field(
         5.0, gt=0, description="Frames whose capture time is further ahead of the worker's clock are dead-lettered."
     )

@@ -626,3 +626,36 @@ async def test_a_frame_that_went_stale_during_inference_is_dropped_not_published
     assert sample(metrics, "vto_frames_dropped_total", reason="stale") == 1
     quick, metrics = make(SlowTryOn(0.0), settings)
     assert len((await quick.handle_frames([record(frame().SerializeToString())])).rendered) == 1
+
+
+async def test_a_session_sending_too_fast_is_refused_beyond_its_rate_with_one_notice() -> None:
+    settings = Settings(max_image_bytes=1000, max_image_side=640, max_session_fps=5.0)
+    tryon = FakeTryOn()
+    pipeline, metrics = make(tryon, settings)
+    base = time.time_ns() // 1000
+    burst = [record(frame(seq=i, capture_time_unix_us=base + i * 1000).SerializeToString(), offset=i) for i in range(9)]
+    out = await pipeline.handle_frames(burst)
+    frames = [RenderedFrame.FromString(v) for _, v in out.rendered]
+    rendered = [f for f in frames if f.status == RenderedFrame.STATUS_OK]
+    notices = [f for f in frames if f.status == RenderedFrame.STATUS_RATE_LIMITED]
+    assert [f.sequence for f in rendered] == [0, 1, 2, 3, 4]  # one second's worth
+    assert len(notices) == 1 and not notices[0].image and "5 frames a second" in notices[0].status_detail
+    assert sample(metrics, "vto_frames_dropped_total", reason="rate_limited") == 4
+    assert len(tryon.requests) == 5
+
+
+async def test_a_worker_at_its_session_limit_refuses_new_sessions_and_serves_the_ones_it_has() -> None:
+    settings = Settings(max_image_bytes=1000, max_image_side=640, max_active_sessions=2)
+    pipeline, metrics = make(FakeTryOn(), settings)
+    for n, session in enumerate(("a", "b", "c")):
+        out = await pipeline.handle_frames([record(frame(session=session).SerializeToString(), key=session.encode())])
+        [shown] = [RenderedFrame.FromString(v) for _, v in out.rendered]
+        expected = RenderedFrame.STATUS_OVER_CAPACITY if n == 2 else RenderedFrame.STATUS_OK
+        assert shown.status == expected, session
+    assert "c" not in pipeline.sessions  # a refused session takes no memory
+    assert sample(metrics, "vto_frames_dropped_total", reason="over_capacity") == 1
+    out = await pipeline.handle_frames([record(frame(session="a", seq=1).SerializeToString(), key=b"a")])
+    assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK
+    pipeline.handle_control(_control(SessionControl.ACTION_END, session="a"))
+    out = await pipeline.handle_frames([record(frame(session="c", seq=1).SerializeToString(), key=b"c")])
+    assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK  # a's place is free

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from streams.proto.vto.v1 import common_pb2 as _common_pb2
 from streams.proto.vto.v1 import fit_advice_pb2 as _fit_advice_pb2
 from streams.proto.vto.v1 import perception_pb2 as _perception_pb2
@@ -26,6 +27,29 @@ class RenderedFrame(_message.Message):
     """The rendered try-on frame sent back to the shopper. Topic vto.rendered.v1, key = session_id."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RenderedFrame._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_OK: RenderedFrame._Status.ValueType  # 0
+        STATUS_RATE_LIMITED: RenderedFrame._Status.ValueType  # 1
+        """the session sends faster than VTO_MAX_SESSION_FPS"""
+        STATUS_OVER_CAPACITY: RenderedFrame._Status.ValueType  # 2
+        """the worker already serves VTO_MAX_ACTIVE_SESSIONS sessions"""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper):
+        """OK: a rendered frame. Otherwise a notice without an image: the frame was refused, and why; sent at most
+        once a second per session while the condition lasts.
+        """
+
+    STATUS_OK: RenderedFrame.Status.ValueType  # 0
+    STATUS_RATE_LIMITED: RenderedFrame.Status.ValueType  # 1
+    """the session sends faster than VTO_MAX_SESSION_FPS"""
+    STATUS_OVER_CAPACITY: RenderedFrame.Status.ValueType  # 2
+    """the worker already serves VTO_MAX_ACTIVE_SESSIONS sessions"""
 
     @_typing.final
     class StageSecondsEntry(_message.Message):
@@ -63,6 +87,8 @@ class RenderedFrame(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     PERCEPTION_FIELD_NUMBER: _builtins.int
     FIT_ADVICE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_DETAIL_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     capture_time_unix_us: _builtins.int
@@ -77,6 +103,9 @@ class RenderedFrame(_message.Message):
     """pose-presence probability"""
     rendered_time_unix_us: _builtins.int
     worker_id: _builtins.str
+    status: Global___RenderedFrame.Status.ValueType
+    status_detail: _builtins.str
+    """for people: what happened and what to do"""
     @_builtins.property
     def keypoints(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Keypoint]:
         """33 BlazePose keypoints, or none when no person was found"""
@@ -112,10 +141,12 @@ class RenderedFrame(_message.Message):
         worker_id: _builtins.str = ...,
         perception: _perception_pb2.Perception | None = ...,
         fit_advice: _fit_advice_pb2.FitAdvice | None = ...,
+        status: Global___RenderedFrame.Status.ValueType = ...,
+        status_detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fit_advice", b"fit_advice", "perception", b"perception"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "fit_advice", b"fit_advice", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "keypoints", b"keypoints", "perception", b"perception", "pose_score", b"pose_score", "rendered_time_unix_us", b"rendered_time_unix_us", "sequence", b"sequence", "session_id", b"session_id", "stage_seconds", b"stage_seconds", "width", b"width", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "fit_advice", b"fit_advice", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "keypoints", b"keypoints", "perception", b"perception", "pose_score", b"pose_score", "rendered_time_unix_us", b"rendered_time_unix_us", "sequence", b"sequence", "session_id", b"session_id", "stage_seconds", b"stage_seconds", "status", b"status", "status_detail", b"status_detail", "width", b"width", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
