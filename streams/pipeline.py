@@ -330,7 +330,8 @@ class FramePipeline:
                 self._reject(out, record, result)
             elif isinstance(result, InferenceUnavailable):
                 log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
-                self._drop("inference_unavailable")
+                detail = "the try-on is paused for a moment (inference unavailable); frames will render again"
+                self._refuse(out, frame, RenderedFrame.STATUS_DEGRADED, "inference_unavailable", detail)
             elif now_us() / 1e6 - frame.capture_time_unix_us / 1e6 > self.settings.frame_max_age_s:
                 # Inference (with its retries) took the frame past its budget: the shopper has moved on.
                 self._drop("stale")
@@ -472,7 +473,8 @@ class FramePipeline:
     def _admit(self, out: Outputs, frame: Frame) -> bool:
         """Admission: a new session only while the worker serves fewer than max_active_sessions, and each session
         at most max_session_fps (a token bucket holding one second of frames). A refused frame is dropped and
-        counted, and the client gets a notice (a RenderedFrame with a status and no image) at most once a second."""
+        counted, and the client gets a notice (a RenderedFrame with a status and no image) at most once a second
+        (`_refuse`, which also tells the client when inference is unavailable)."""
         now = now_us()
         state = self.sessions.get(frame.session_id)
         if state is None or not state.capture_time_unix_us:  # its first frame

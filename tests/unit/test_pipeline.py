@@ -214,11 +214,13 @@ async def test_stale_frames_are_dropped_and_counted_not_inferred() -> None:
     assert sample(metrics, "vto_frames_dropped_total", reason="stale") == 1
 
 
-async def test_triton_unavailable_drops_the_frame_without_dead_lettering_it() -> None:
+async def test_triton_unavailable_drops_the_frame_and_tells_the_shopper_without_dead_lettering_it() -> None:
     pipeline, metrics = make(FakeTryOn(fail=InferenceUnavailable("tryon: UNAVAILABLE")))
-    out = await pipeline.handle_frames([record(frame().SerializeToString())])
-    assert (out.rendered, out.dead_letters) == ([], [])
-    assert sample(metrics, "vto_frames_dropped_total", reason="inference_unavailable") == 1
+    out = await pipeline.handle_frames([record(frame(seq=i).SerializeToString(), offset=i) for i in range(3)])
+    assert out.dead_letters == []
+    [notice] = [RenderedFrame.FromString(v) for _, v in out.rendered]  # one a second, not one per frame
+    assert notice.status == RenderedFrame.STATUS_DEGRADED and not notice.image and notice.status_detail
+    assert sample(metrics, "vto_frames_dropped_total", reason="inference_unavailable") == 3
 
 
 async def test_image_triton_cannot_decode_is_dead_lettered() -> None:

@@ -27,7 +27,7 @@ from streams.proto.vto.v1 import fit_advice_pb2 as vto_dot_v1_dot_fit__advice__p
 from streams.proto.vto.v1 import perception_pb2 as vto_dot_v1_dot_perception__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvto/v1/rendered_frame.proto\x12\x06vto.v1\x1a\x13vto/v1/common.proto\x1a\x17vto/v1/fit_advice.proto\x1a\x17vto/v1/perception.proto\"\x8a\x05\n\rRenderedFrame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\x0f\n\x07item_id\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\x0c\x12#\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x13.vto.v1.ImageFormat\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12#\n\tkeypoints\x18\n \x03(\x0b\x32\x10.vto.v1.Keypoint\x12\x12\n\npose_score\x18\x0b \x01(\x02\x12>\n\rstage_seconds\x18\x0c \x03(\x0b\x32\'.vto.v1.RenderedFrame.StageSecondsEntry\x12\x1d\n\x15rendered_time_unix_us\x18\r \x01(\x03\x12\x11\n\tworker_id\x18\x0e \x01(\t\x12&\n\nperception\x18\x0f \x01(\x0b\x32\x12.vto.v1.Perception\x12%\n\nfit_advice\x18\x10 \x01(\x0b\x32\x11.vto.v1.FitAdvice\x12,\n\x06status\x18\x11 \x01(\x0e\x32\x1c.vto.v1.RenderedFrame.Status\x12\x15\n\rstatus_detail\x18\x12 \x01(\t\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\x06Status\x12\r\n\tSTATUS_OK\x10\x00\x12\x17\n\x13STATUS_RATE_LIMITED\x10\x01\x12\x18\n\x14STATUS_OVER_CAPACITY\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvto/v1/rendered_frame.proto\x12\x06vto.v1\x1a\x13vto/v1/common.proto\x1a\x17vto/v1/fit_advice.proto\x1a\x17vto/v1/perception.proto\"\x9f\x05\n\rRenderedFrame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\x0f\n\x07item_id\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\x0c\x12#\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x13.vto.v1.ImageFormat\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12#\n\tkeypoints\x18\n \x03(\x0b\x32\x10.vto.v1.Keypoint\x12\x12\n\npose_score\x18\x0b \x01(\x02\x12>\n\rstage_seconds\x18\x0c \x03(\x0b\x32\'.vto.v1.RenderedFrame.StageSecondsEntry\x12\x1d\n\x15rendered_time_unix_us\x18\r \x01(\x03\x12\x11\n\tworker_id\x18\x0e \x01(\t\x12&\n\nperception\x18\x0f \x01(\x0b\x32\x12.vto.v1.Perception\x12%\n\nfit_advice\x18\x10 \x01(\x0b\x32\x11.vto.v1.FitAdvice\x12,\n\x06status\x18\x11 \x01(\x0e\x32\x1c.vto.v1.RenderedFrame.Status\x12\x15\n\rstatus_detail\x18\x12 \x01(\t\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"_\n\x06Status\x12\r\n\tSTATUS_OK\x10\x00\x12\x17\n\x13STATUS_RATE_LIMITED\x10\x01\x12\x18\n\x14STATUS_OVER_CAPACITY\x10\x02\x12\x13\n\x0fSTATUS_DEGRADED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,9 +37,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._loaded_options = None
   _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_options = b'8\001'
   _globals['_RENDEREDFRAME']._serialized_start=111
-  _globals['_RENDEREDFRAME']._serialized_end=761
+  _globals['_RENDEREDFRAME']._serialized_end=782
   _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_start=634
   _globals['_RENDEREDFRAME_STAGESECONDSENTRY']._serialized_end=685
   _globals['_RENDEREDFRAME_STATUS']._serialized_start=687
-  _globals['_RENDEREDFRAME_STATUS']._serialized_end=761
+  _globals['_RENDEREDFRAME_STATUS']._serialized_end=782
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,8 @@ class RenderedFrame(_message.Message):
         """the session sends faster than VTO_MAX_SESSION_FPS"""
         STATUS_OVER_CAPACITY: RenderedFrame._Status.ValueType  # 2
         """the worker already serves VTO_MAX_ACTIVE_SESSIONS sessions"""
+        STATUS_DEGRADED: RenderedFrame._Status.ValueType  # 3
+        """inference is unavailable for now (Triton down or overloaded): try-on paused"""
 
     class Status(_Status, metaclass=_StatusEnumTypeWrapper):
         """OK: a rendered frame. Otherwise a notice without an image: the frame was refused, and why; sent at most
@@ -50,6 +52,8 @@ class RenderedFrame(_message.Message):
     """the session sends faster than VTO_MAX_SESSION_FPS"""
     STATUS_OVER_CAPACITY: RenderedFrame.Status.ValueType  # 2
     """the worker already serves VTO_MAX_ACTIVE_SESSIONS sessions"""
+    STATUS_DEGRADED: RenderedFrame.Status.ValueType  # 3
+    """inference is unavailable for now (Triton down or overloaded): try-on paused"""
 
     @_typing.final
     class StageSecondsEntry(_message.Message):
