@@ -68,6 +68,7 @@ class Topics:
     events: Any
     dead_letters: Any
     states: Any
+    outcomes: Any
 
 
 async def _send_all(topic: Any, name: str, sends: list[dict[str, Any]], metrics: Metrics) -> int:
@@ -100,11 +101,12 @@ async def publish(out: Outputs, topics: Topics, metrics: Metrics) -> int:
         (topics.rendered, "rendered", out.rendered),
         (topics.events, "events", out.events),
         (topics.dead_letters, "dead_letter", out.dead_letters),
+        (topics.outcomes, "outcomes", out.outcomes),
     ):
         failed += await _send_all(topic, name, [{"key": k, "value": v} for k, v in pairs], metrics)
     states = [{"key": k, "value": v, "partition": p} for p, k, v in out.states]
     failed += await _send_all(topics.states, "state", states, metrics)
-    if out.rendered or out.events or out.dead_letters or out.states:
+    if out.rendered or out.events or out.dead_letters or out.states or out.outcomes:
         metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
     return failed
 
@@ -144,7 +146,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         topic(settings.events_topic),
         topic(settings.dead_letter_topic),
     )
-    state_topic = topic(settings.state_topic)
+    state_topic, outcomes_topic = topic(settings.state_topic), topic(settings.outcomes_topic)
     holder: dict[str, Any] = {}
     states_restored = asyncio.Event()  # set once the current assignment's session states are read back
     status = {"assigned": False, "partitions": 0, "triton_ok": False, "triton_checked": 0.0}
@@ -163,7 +165,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
         return holder["pipeline"]  # type: ignore[no-any-return]
 
-    topics = Topics(rendered_topic, events_topic, dlq_topic, state_topic)
+    topics = Topics(rendered_topic, events_topic, dlq_topic, state_topic, outcomes_topic)
 
     @app.agent(frames_topic)
     async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs

@@ -1,4 +1,4 @@
-"""The `vto` command: stack up/down/status, worker, send, pose, demo, config."""
+"""The `vto` command: stack up/down/status, worker, send, account, pose, tryon, fit, catalogue, demo, config."""
 
 from __future__ import annotations
 
@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     tryon.add_argument("image", type=Path)
     tryon.add_argument("--item", required=True, help="catalogue item id (`vto catalogue list`)")
     tryon.add_argument("-o", "--out", type=Path, required=True, help="output image (PNG or JPEG)")
+    account = sub.add_parser("account", help="what became of every frame a session sent, from the topics")
+    account.add_argument("--session", required=True)
+    account.add_argument("--json", action="store_true", help="JSON output (the only format for now)")
     fit = sub.add_parser("fit", help="size advice for an item from a photo or a video of the shopper")
     fit.add_argument("path", type=Path)
     fit.add_argument("--item", required=True, help="catalogue item with a size chart")
@@ -408,9 +411,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "tryon":
             print(json.dumps(_tryon(settings, args.image, args.item, args.out)))
+        elif args.command == "account":
+            from streams.accounting import account as account_session
+
+            print(json.dumps(account_session(settings, args.session)))
         elif args.command == "fit":
-            if args.height_cm is not None and not 50 <= args.height_cm <= 250:
-                parser.error("--height-cm must be between 50 and 250")
             print(json.dumps(_fit(settings, args.path, args.item, args.height_cm, args.fit)))
         elif args.command == "config":
             print(_config_table())

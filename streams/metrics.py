@@ -25,7 +25,7 @@ class Metrics:
         )
         self.publish_errors = Counter(
             "vto_publish_errors_total",
-            "Records the broker refused or did not acknowledge, by topic (rendered, events, dead_letter, state).",
+            "Records refused or not acknowledged by the broker, by topic (rendered, events, ..., state).",
             ["topic"],
             registry=registry,
         )

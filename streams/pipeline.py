@@ -33,6 +33,7 @@ from streams.metrics import Metrics
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitPreference
+from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.perception_pb2 import PoseSource
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -82,6 +83,7 @@ class Outputs:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     # (partition, key, SessionState or None for a tombstone): written to the state topic's same partition
     states: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    outcomes: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # a FrameOutcome per frames record
 
 
 class TryOn(Protocol):
@@ -289,12 +291,12 @@ class FramePipeline:
                 self.metrics.stage_seconds.labels("validate").observe(time.perf_counter() - started)
             age = now_us() / 1e6 - frame.capture_time_unix_us / 1e6
             if age > self.settings.frame_max_age_s:
-                self._drop("stale")
+                self._drop(out, record, frame, "stale")
                 continue
             known = self.sessions.get(frame.session_id)
             if known is not None and known.ended_us and frame.capture_time_unix_us > known.ended_us:
                 # Captured after its session's END, with no new START: nothing is open to render it into.
-                self._drop("session_ended")
+                self._drop(out, record, frame, "session_ended")
                 continue
             if (
                 known is not None
@@ -303,13 +305,14 @@ class FramePipeline:
             ):
                 # Already folded into the session's state (its worker died before committing the offset):
                 # it was rendered then; rendering it again would replay it into the tracking filters.
-                self._drop("replayed")
+                self._drop(out, record, frame, "replayed")
                 continue
             self.metrics.stage_seconds.labels("queue").observe(max(age, 0.0))
             if frame.item_id and self._category(frame.item_id) is None:
-                self._reject(out, record, BadInput("unknown_item", f"item {frame.item_id!r} is not in the catalogue"))
+                unknown = BadInput("unknown_item", f"item {frame.item_id!r} is not in the catalogue")
+                self._reject(out, record, unknown, frame)
                 continue
-            if not self._admit(out, frame):
+            if not self._admit(out, record, frame):
                 continue
             fresh.append((record, frame))
         by_session: dict[str, list[int]] = {}
@@ -327,14 +330,14 @@ class FramePipeline:
         for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
             touched[frame.session_id] = record.partition
             if isinstance(result, BadInput):
-                self._reject(out, record, result)
+                self._reject(out, record, result, frame)
             elif isinstance(result, InferenceUnavailable):
                 log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
                 detail = "the try-on is paused for a moment (inference unavailable); frames will render again"
-                self._refuse(out, frame, RenderedFrame.STATUS_DEGRADED, "inference_unavailable", detail)
+                self._refuse(out, record, frame, RenderedFrame.STATUS_DEGRADED, "inference_unavailable", detail)
             elif now_us() / 1e6 - frame.capture_time_unix_us / 1e6 > self.settings.frame_max_age_s:
                 # Inference (with its retries) took the frame past its budget: the shopper has moved on.
-                self._drop("stale")
+                self._drop(out, record, frame, "stale")
             elif (result.width, result.height) != (frame.width, frame.height):
                 self._reject(
                     out,
@@ -343,9 +346,10 @@ class FramePipeline:
                         "dimension_mismatch",
                         f"declared {frame.width}x{frame.height}, image is {result.width}x{result.height}",
                     ),
+                    frame,
                 )
             else:
-                self._publish_frame(out, frame, result, infer_s)
+                self._publish_frame(out, record, frame, result, infer_s)
         for session_id, partition in touched.items():
             self._save_state(out, partition, session_id)
         return out
@@ -395,15 +399,38 @@ class FramePipeline:
             return "" if item_id else None
         return self.catalogue.category(item_id)
 
-    def _reject(self, out: Outputs, record: Record, error: BadInput) -> None:
+    def _outcome(
+        self,
+        out: Outputs,
+        record: Record,
+        outcome: FrameOutcome.Outcome.ValueType,
+        reason: str = "",
+        frame: Frame | None = None,
+    ) -> None:
+        """Stage 'account', on Kafka: what became of this frames record (exactly one outcome per record)."""
+        message = FrameOutcome(
+            session_id=frame.session_id if frame is not None else (record.key or b"").decode(errors="replace"),
+            sequence=frame.sequence if frame is not None else 0,
+            outcome=outcome,
+            reason=reason,
+            partition=record.partition,
+            offset=record.offset,
+            time_unix_us=now_us(),
+            worker_id=self.worker_id,
+        )
+        out.outcomes.append((record.key, message.SerializeToString()))
+
+    def _reject(self, out: Outputs, record: Record, error: BadInput, frame: Frame | None = None) -> None:
         self._dead_letter(out, record, error)
         self.metrics.frames.labels("dead_letter").inc()
+        self._outcome(out, record, FrameOutcome.OUTCOME_DEAD_LETTER, error.reason, frame)
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, out: Outputs, record: Record, frame: Frame, reason: str) -> None:
         self.metrics.dropped.labels(reason).inc()
         self.metrics.frames.labels("dropped").inc()
+        self._outcome(out, record, FrameOutcome.OUTCOME_DROPPED, reason, frame)
 
-    def _publish_frame(self, out: Outputs, frame: Frame, result: TryOnResult, infer_s: float) -> None:
+    def _publish_frame(self, out: Outputs, record: Record, frame: Frame, result: TryOnResult, infer_s: float) -> None:
         found = result.pose_found
         rendered = RenderedFrame(
             session_id=frame.session_id,
@@ -434,6 +461,7 @@ class FramePipeline:
             )
         out.rendered.append((frame.session_id.encode(), rendered.SerializeToString()))
         self.metrics.frames.labels("rendered" if found else "no_pose").inc()
+        self._outcome(out, record, FrameOutcome.OUTCOME_RENDERED, "" if found else "no_pose", frame)
         self.metrics.end_to_end_seconds.observe(
             max(rendered.rendered_time_unix_us - frame.capture_time_unix_us, 0) / 1e6
         )
@@ -470,7 +498,7 @@ class FramePipeline:
             shared.ClearField("reasons")
         self._event(out, frame.session_id, advice.item_id, TryOnEvent.TYPE_FIT_ADVICE, frame, shared)
 
-    def _admit(self, out: Outputs, frame: Frame) -> bool:
+    def _admit(self, out: Outputs, record: Record, frame: Frame) -> bool:
         """Admission: a new session only while the worker serves fewer than max_active_sessions, and each session
         at most max_session_fps (a token bucket holding one second of frames). A refused frame is dropped and
         counted, and the client gets a notice (a RenderedFrame with a status and no image) at most once a second
@@ -482,7 +510,7 @@ class FramePipeline:
             active = sum(1 for s in self.sessions.values() if s.seen_us > horizon and not s.ended_us)
             if active >= self.settings.max_active_sessions:
                 detail = f"this worker serves {active} sessions, its limit: try again in a few seconds"
-                self._refuse(out, frame, RenderedFrame.STATUS_OVER_CAPACITY, "over_capacity", detail)
+                self._refuse(out, record, frame, RenderedFrame.STATUS_OVER_CAPACITY, "over_capacity", detail)
                 return False
             state = self._session(frame.session_id)
         rate = self.settings.max_session_fps
@@ -490,16 +518,22 @@ class FramePipeline:
         state.tokens_us = now
         if state.tokens < 1.0:
             detail = f"more than {rate:g} frames a second: send fewer (the extra ones are not rendered)"
-            self._refuse(out, frame, RenderedFrame.STATUS_RATE_LIMITED, "rate_limited", detail)
+            self._refuse(out, record, frame, RenderedFrame.STATUS_RATE_LIMITED, "rate_limited", detail)
             return False
         state.tokens -= 1.0
         state.seen_us = now
         return True
 
     def _refuse(
-        self, out: Outputs, frame: Frame, status: RenderedFrame.Status.ValueType, reason: str, detail: str
+        self,
+        out: Outputs,
+        record: Record,
+        frame: Frame,
+        status: RenderedFrame.Status.ValueType,
+        reason: str,
+        detail: str,
     ) -> None:
-        self._drop(reason)
+        self._drop(out, record, frame, reason)
         last = self.noticed.get(frame.session_id, 0)
         if now_us() - last < NOTICE_INTERVAL_US:
             return

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     dead_letter_topic: str = Field(
         "vto.dead-letter.v1", description="Topic of rejected records with their reason (DeadLetter)."
     )
+    outcomes_topic: str = Field(
+        "vto.frame-outcomes.v1", description="Topic of what became of each frame record (FrameOutcome)."
+    )
     state_topic: str = Field(
         "vto.session-state.v1", description="Compacted topic of per-session state (tracking, filters, events sent)."
     )

@@ -166,6 +166,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
             config={"cleanup.policy": "compact,delete", "retention.ms": day, "segment.ms": hour},
         ),
         NewTopic(settings.events_topic, n, 1, config={"retention.ms": week, "segment.ms": day}),
+        # One FrameOutcome per frames record (no image): what `vto account` adds up.
+        NewTopic(settings.outcomes_topic, n, 1, config={"retention.ms": day, "segment.ms": hour}),
         # One record per live session (tracking and filter state, no image): compacted, co-partitioned with
         # the frames (same partition number), quickly compacted so a takeover reads little; idle sessions
         # expire after a day. No image; it does hold filtered body and face keypoints (docs/privacy.md).

@@ -130,6 +130,25 @@ def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_di
     )
     assert all(b"\xff\xd8" not in m.value() for m in events)  # analytics never carry image data
 
+    # The `vto account` contract: every frame the session sent has its outcome on Kafka, and they add up.
+    for _ in range(20):  # the last batch's outcomes follow its rendered frames by a moment
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "account", "--session", session, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=os.environ.copy(),
+            cwd=ROOT,
+            check=True,
+        )
+        account = json.loads(result.stdout)
+        if account["unaccounted"] == 0:
+            break
+        time.sleep(0.5)
+    assert account["frames"] == len(sent) == account["accounted"] == account["rendered"]
+    assert account["unaccounted"] == 0 and account["handled_twice"] == 0
+    assert account["dropped"] == {} and account["dead_lettered"] == {}
+
 
 def test_vto_pose_prints_per_frame_pixel_keypoints(stack: Settings, data_dir: Path) -> None:
     photo = data_dir / "keypoints" / "mps_pose_sitting" / "test_image.jpg"

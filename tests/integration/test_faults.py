@@ -98,7 +98,9 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
     degraded = [f for f in frames if f.status == RenderedFrame.STATUS_DEGRADED]
     assert any(f.capture_time_unix_us < killed_us for f in ok), "nothing rendered before the kill"
     assert degraded, "the shopper was told nothing while Triton was away"
-    assert all(killed_us <= f.capture_time_unix_us <= back_us for f in degraded)
+    # Around the outage only: a frame captured just before the kill may meet a dead Triton, and the worker's
+    # channel may take a moment to reconnect once Triton is back.
+    assert all(killed_us - 2_000_000 <= f.capture_time_unix_us <= back_us + 5_000_000 for f in degraded)
     assert all(not f.image and f.status_detail for f in degraded)
     after = [f for f in ok if f.capture_time_unix_us > back_us]
     assert after, "no frame rendered after Triton came back"

@@ -661,3 +661,32 @@ async def test_a_worker_at_its_session_limit_refuses_new_sessions_and_serves_the
     pipeline.handle_control(_control(SessionControl.ACTION_END, session="a"))
     out = await pipeline.handle_frames([record(frame(session="c", seq=1).SerializeToString(), key=b"c")])
     assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK  # a's place is free
+
+
+async def test_every_frames_record_gets_exactly_one_outcome_on_kafka() -> None:
+    from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
+
+    settings = Settings(max_image_bytes=1000, max_image_side=640, max_session_fps=2.0, frame_max_age_s=2.0)
+    pipeline, _ = with_catalogue(FakeTryOn(), settings)
+    base = time.time_ns() // 1000
+    records = [
+        record(frame(item_id="").SerializeToString(), offset=0),  # rendered
+        record(b"\xff garbage", offset=1),  # dead letter: undecodable
+        record(frame(seq=1, capture_time_unix_us=base - 10_000_000).SerializeToString(), offset=2),  # stale
+        record(frame(seq=2, item_id="nope").SerializeToString(), offset=3),  # dead letter: unknown item
+        record(frame(seq=3, item_id="").SerializeToString(), offset=4),  # rendered (second token)
+        record(frame(seq=4, item_id="").SerializeToString(), offset=5),  # rate limited
+    ]
+    out = await pipeline.handle_frames(records)
+    outcomes = [FrameOutcome.FromString(v) for _, v in out.outcomes]
+    assert sorted(o.offset for o in outcomes) == [r.offset for r in records]  # one each, none twice
+    by_offset = {o.offset: (FrameOutcome.Outcome.Name(o.outcome), o.reason) for o in outcomes}
+    assert by_offset == {
+        0: ("OUTCOME_RENDERED", ""),
+        1: ("OUTCOME_DEAD_LETTER", "undecodable"),
+        2: ("OUTCOME_DROPPED", "stale"),
+        3: ("OUTCOME_DEAD_LETTER", "unknown_item"),
+        4: ("OUTCOME_RENDERED", ""),
+        5: ("OUTCOME_DROPPED", "rate_limited"),
+    }
+    assert all(o.session_id == "s1" for o in outcomes)  # the undecodable one by its record key

@@ -34,16 +34,21 @@ class FakeTopic:
 async def test_an_oversized_record_is_counted_and_the_rest_goes_out() -> None:
     sent: list[tuple[str, bytes | None]] = []
     metrics = Metrics(CollectorRegistry())
-    topics = Topics(
-        FakeTopic(sent, "rendered"), FakeTopic(sent, "events"), FakeTopic(sent, "dlq"), FakeTopic(sent, "state")
-    )
+    topics = Topics(*(FakeTopic(sent, name) for name in ("rendered", "events", "dlq", "state", "outcomes")))
     out = Outputs(
         rendered=[(b"s1", b"small"), (b"s1", b"x" * 5000), (b"s1", b"small too")],
         events=[(b"s1", b"event")],
         states=[(0, b"s1", b"state")],
+        outcomes=[(b"s1", b"outcome")],
     )
     assert await publish(out, topics, metrics) == 1
-    assert sent == [("rendered", b"small"), ("rendered", b"small too"), ("events", b"event"), ("state", b"state")]
+    assert sent == [
+        ("rendered", b"small"),
+        ("rendered", b"small too"),
+        ("events", b"event"),
+        ("outcomes", b"outcome"),
+        ("state", b"state"),
+    ]
     assert metrics.registry.get_sample_value("vto_publish_errors_total", {"topic": "rendered"}) == 1
 
 
@@ -55,6 +60,7 @@ async def test_records_the_broker_never_acknowledges_are_counted_too() -> None:
         FakeTopic(sent, "events"),
         FakeTopic(sent, "dlq"),
         FakeTopic(sent, "state"),
+        FakeTopic(sent, "outcomes"),
     )
     out = Outputs(rendered=[(b"s1", b"a"), (b"s1", b"b")], states=[(0, b"s1", None)])
     assert await publish(out, topics, metrics) == 2

@@ -14,6 +14,7 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
         settings.events_topic,
         settings.dead_letter_topic,
         settings.state_topic,
+        settings.outcomes_topic,
     }
     frames = specs[settings.frames_topic]
     assert frames.num_partitions == 12 and frames.replication_factor == 1
