@@ -142,3 +142,25 @@ def test_triton_exposes_prometheus_metrics(stack: Settings, client: grpc.Inferen
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.triton_metrics_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert 'nv_inference_request_success{model="tryon"' in text
+
+
+def test_a_flood_is_refused_beyond_the_bounded_queue_not_queued_forever(client: grpc.InferenceServerClient) -> None:
+    """120 requests at once against a queue of 64: the excess is rejected at once (the worker counts those as
+    inference_unavailable), the rest are served."""
+    image = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+    request = tryon_inputs(TryOnRequest(image, render=False))
+    outcomes: list[str] = []
+    done = threading.Semaphore(0)
+
+    def callback(result: grpc.InferResult, error: InferenceServerException | None) -> None:
+        outcomes.append("ok" if error is None else (error.message() or str(error)))
+        done.release()
+
+    for _ in range(120):
+        client.async_infer("tryon", request, callback)
+    for _ in range(120):
+        assert done.acquire(timeout=120)
+    served = outcomes.count("ok")
+    refused = [o for o in outcomes if o != "ok"]
+    assert served >= 64 and refused, (served, refused[:1])
+    assert all("queue" in o.lower() for o in refused), refused[:3]
