@@ -226,6 +226,8 @@ class FramePipeline:
         self.worker_id = worker_id
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()
         self.noticed: OrderedDict[str, int] = OrderedDict()  # session -> when its last refusal notice went out
+        self.active = [0, 0]  # [when counted (us), active sessions then + admitted since]
+        self.forgotten_at = 0  # when ended sessions were last cleared out
 
     # -- state ------------------------------------------------------------------------------------------
     def _session(self, session_id: str) -> SessionState:
@@ -506,13 +508,13 @@ class FramePipeline:
         now = now_us()
         state = self.sessions.get(frame.session_id)
         if state is None or not state.capture_time_unix_us:  # its first frame
-            horizon = now - ACTIVE_WINDOW_US
-            active = sum(1 for s in self.sessions.values() if s.seen_us > horizon and not s.ended_us)
+            active = self._active_sessions(now)
             if active >= self.settings.max_active_sessions:
                 detail = f"this worker serves {active} sessions, its limit: try again in a few seconds"
                 self._refuse(out, record, frame, RenderedFrame.STATUS_OVER_CAPACITY, "over_capacity", detail)
                 return False
             state = self._session(frame.session_id)
+            self.active[1] += 1
         rate = self.settings.max_session_fps
         state.tokens = min(rate, state.tokens + (now - state.tokens_us) / 1e6 * rate) if state.tokens_us else rate
         state.tokens_us = now
@@ -523,6 +525,14 @@ class FramePipeline:
         state.tokens -= 1.0
         state.seen_us = now
         return True
+
+    def _active_sessions(self, now: int) -> int:
+        """Sessions with a frame in the last ACTIVE_WINDOW_US, counted at most once a second (a flood of new
+        session ids must not cost a pass over every session each), plus those admitted since."""
+        if now - self.active[0] > 1_000_000:
+            horizon = now - ACTIVE_WINDOW_US
+            self.active[:] = [now, sum(1 for s in self.sessions.values() if s.seen_us > horizon and not s.ended_us)]
+        return self.active[1]
 
     def _refuse(
         self,
@@ -555,6 +565,9 @@ class FramePipeline:
 
     def _forget_ended(self) -> None:
         """Sessions whose END is older than any frame that could still be rendered leave memory."""
+        if now_us() - self.forgotten_at < 1_000_000:
+            return  # at most once a second: a pass over every session
+        self.forgotten_at = now_us()
         horizon = now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6)
         for sid in [sid for sid, state in self.sessions.items() if state.ended_us and state.ended_us < horizon]:
             del self.sessions[sid]
@@ -623,6 +636,8 @@ class FramePipeline:
             # write no state (the tombstone stays the session's last record), and the session leaves memory
             # once they cannot arrive any more.
             state = self._session(sid)
+            if state.seen_us and not state.ended_us:
+                self.active[1] = max(0, self.active[1] - 1)  # its place is free for a new session
             state.ended_us = control.time_unix_us or now_us()
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
             out.states.append((record.partition, sid.encode(), None))  # tombstone: compaction forgets it

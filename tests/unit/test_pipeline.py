@@ -600,6 +600,7 @@ async def test_frames_the_end_overtook_are_rendered_without_reopening_the_sessio
     out = await pipeline.handle_frames([record(after.SerializeToString(), offset=2)])
     assert out.rendered == [] and sample(metrics, "vto_frames_dropped_total", reason="session_ended") == 1
     pipeline.sessions["s1"].ended_us -= 10_000_000  # ten seconds later: nothing can arrive any more
+    pipeline.forgotten_at = 0  # (and the once-a-second clear-out is due)
     await pipeline.handle_frames([])
     assert "s1" not in pipeline.sessions
     restart = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 4000)
@@ -690,3 +691,17 @@ async def test_every_frames_record_gets_exactly_one_outcome_on_kafka() -> None:
         5: ("OUTCOME_DROPPED", "rate_limited"),
     }
     assert all(o.session_id == "s1" for o in outcomes)  # the undecodable one by its record key
+
+
+async def test_idle_sessions_stop_counting_against_the_limit_at_the_next_recount() -> None:
+    settings = Settings(max_image_bytes=1000, max_image_side=640, max_active_sessions=2)
+    pipeline, _ = make(FakeTryOn(), settings)
+    for session in ("a", "b"):
+        await pipeline.handle_frames([record(frame(session=session).SerializeToString(), key=session.encode())])
+    out = await pipeline.handle_frames([record(frame(session="c").SerializeToString(), key=b"c")])
+    assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OVER_CAPACITY
+    for session in ("a", "b"):
+        pipeline.sessions[session].seen_us -= 31_000_000  # no frame for 31 s
+    pipeline.active[0] -= 2_000_000  # the once-a-second recount is due
+    out = await pipeline.handle_frames([record(frame(session="c", seq=1).SerializeToString(), key=b"c")])
+    assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK
