@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from collections import Counter
 
+from confluent_kafka import KafkaException
+
+from streams.errors import VTOError
 from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
 from streams.session_store import read_to_end
 from streams.settings import Settings
+from streams.stack import kafka
 
 
 def account(settings: Settings, session: str, timeout_s: float = 60.0) -> dict[str, object]:
     """The session's frames and their outcomes, added up (see the module docstring for the JSON's fields)."""
+    try:
+        reachable = kafka.ready(settings)
+    except KafkaException:
+        reachable = False
+    if not reachable:
+        raise VTOError(f"Kafka is not reachable at {settings.kafka_bootstrap}: start the stack (`vto stack up`)")
     key = session.encode()
     sent = {
         (int(m.partition() or 0), int(m.offset() or 0))
