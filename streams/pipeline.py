@@ -27,6 +27,7 @@ import numpy as np
 
 from streams.codec import decode
 from streams.errors import BadInput, InferenceUnavailable, SerializationError
+from streams.fit.scale import MAX_HEIGHT_CM, MIN_HEIGHT_CM
 from streams.imageheader import BadImage, image_size
 from streams.inference import TryOnRequest, TryOnResult, perception_flags
 from streams.metrics import Metrics
@@ -53,7 +54,6 @@ KNOWN_ACTIONS = (
     SessionControl.ACTION_END,
     SessionControl.ACTION_SET_FIT_PROFILE,
 )
-MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a stated height outside this range is refused (0 = not given)
 ACTIVE_WINDOW_US = 30_000_000  # a session with a frame in the last 30 s counts against max_active_sessions
 NOTICE_INTERVAL_US = 1_000_000  # at most one refusal notice a second per session
 ADVICE_CONFIDENCE_STEP = 0.1  # a TYPE_FIT_ADVICE event when the confidence moved this much (or the size changed)
@@ -116,6 +116,10 @@ class SessionState:
     tokens: float = 0.0  # rate limit: frames it may still send now, refilled at max_session_fps
     tokens_us: int = 0
 
+    def set_profile(self, control: SessionControl) -> None:
+        """The shopper's fit profile as a START or SET_FIT_PROFILE carries it (checked by check_fit_profile)."""
+        self.height_cm, self.fit, self.share_measurements = control.height_cm, control.fit, control.share_measurements
+
     def to_message(self, session_id: str) -> SessionStateMessage:
         return SessionStateMessage(
             session_id=session_id,
@@ -153,6 +157,11 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def age_s(frame: Frame) -> float:
+    """Seconds since the frame was captured, by the worker's clock (negative: a client clock ahead)."""
+    return now_us() / 1e6 - frame.capture_time_unix_us / 1e6
+
+
 def validate(record: Record, settings: Settings) -> Frame:
     """Stage 'validate': the record must be a well-formed Frame we can render, else BadInput(reason)."""
     try:
@@ -165,10 +174,9 @@ def validate(record: Record, settings: Settings) -> Frame:
         raise BadInput("key_mismatch", "record key must be the session id (keeps a session's frames in order)")
     if frame.capture_time_unix_us <= 0:
         raise BadInput("missing_capture_time", "Frame.capture_time_unix_us must be set")
-    ahead_s = frame.capture_time_unix_us / 1e6 - time.time()
-    if ahead_s > settings.max_clock_skew_s:
+    if -age_s(frame) > settings.max_clock_skew_s:
         # A clock in the future would pass every freshness check: refused, not trusted.
-        raise BadInput("future_capture_time", f"capture time is {ahead_s:.1f} s ahead of the worker's clock")
+        raise BadInput("future_capture_time", f"capture time is {-age_s(frame):.1f} s ahead of the worker's clock")
     if not frame.image:
         raise BadInput("empty_image", "Frame.image is empty")
     if len(frame.image) > settings.max_image_bytes:
@@ -226,7 +234,8 @@ class FramePipeline:
         self.worker_id = worker_id
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()
         self.noticed: OrderedDict[str, int] = OrderedDict()  # session -> when its last refusal notice went out
-        self.active = [0, 0]  # [when counted (us), active sessions then + admitted since]
+        self.active_count = 0  # sessions with a frame in ACTIVE_WINDOW_US when last counted, plus admitted since
+        self.active_counted_us = 0
         self.forgotten_at = 0  # when ended sessions were last cleared out
 
     # -- state ------------------------------------------------------------------------------------------
@@ -291,7 +300,7 @@ class FramePipeline:
                 continue
             finally:
                 self.metrics.stage_seconds.labels("validate").observe(time.perf_counter() - started)
-            age = now_us() / 1e6 - frame.capture_time_unix_us / 1e6
+            age = age_s(frame)
             if age > self.settings.frame_max_age_s:
                 self._drop(out, record, frame, "stale")
                 continue
@@ -337,7 +346,7 @@ class FramePipeline:
                 log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
                 detail = "the try-on is paused for a moment (inference unavailable); frames will render again"
                 self._refuse(out, record, frame, RenderedFrame.STATUS_DEGRADED, "inference_unavailable", detail)
-            elif now_us() / 1e6 - frame.capture_time_unix_us / 1e6 > self.settings.frame_max_age_s:
+            elif age_s(frame) > self.settings.frame_max_age_s:
                 # Inference (with its retries) took the frame past its budget: the shopper has moved on.
                 self._drop(out, record, frame, "stale")
             elif (result.width, result.height) != (frame.width, frame.height):
@@ -507,14 +516,14 @@ class FramePipeline:
         (`_refuse`, which also tells the client when inference is unavailable)."""
         now = now_us()
         state = self.sessions.get(frame.session_id)
-        if state is None or not state.capture_time_unix_us:  # its first frame
+        if state is None or not state.seen_us:  # its first frame (after a START, or a takeover, or none)
             active = self._active_sessions(now)
             if active >= self.settings.max_active_sessions:
                 detail = f"this worker serves {active} sessions, its limit: try again in a few seconds"
                 self._refuse(out, record, frame, RenderedFrame.STATUS_OVER_CAPACITY, "over_capacity", detail)
                 return False
             state = self._session(frame.session_id)
-            self.active[1] += 1
+            self.active_count += 1
         rate = self.settings.max_session_fps
         state.tokens = min(rate, state.tokens + (now - state.tokens_us) / 1e6 * rate) if state.tokens_us else rate
         state.tokens_us = now
@@ -529,10 +538,11 @@ class FramePipeline:
     def _active_sessions(self, now: int) -> int:
         """Sessions with a frame in the last ACTIVE_WINDOW_US, counted at most once a second (a flood of new
         session ids must not cost a pass over every session each), plus those admitted since."""
-        if now - self.active[0] > 1_000_000:
+        if now - self.active_counted_us > 1_000_000:
             horizon = now - ACTIVE_WINDOW_US
-            self.active[:] = [now, sum(1 for s in self.sessions.values() if s.seen_us > horizon and not s.ended_us)]
-        return self.active[1]
+            self.active_count = sum(1 for s in self.sessions.values() if s.seen_us > horizon and not s.ended_us)
+            self.active_counted_us = now
+        return self.active_count
 
     def _refuse(
         self,
@@ -611,20 +621,11 @@ class FramePipeline:
                 self.sessions.pop(sid, None)
             state = self._session(sid)
             state.item_id = control.item_id
-            state.height_cm, state.fit, state.share_measurements = (
-                control.height_cm,
-                control.fit,
-                control.share_measurements,
-            )
+            state.set_profile(control)
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
             self._save_state(out, record.partition, sid)
         elif control.action == SessionControl.ACTION_SET_FIT_PROFILE:
-            state = self._session(sid)
-            state.height_cm, state.fit, state.share_measurements = (
-                control.height_cm,
-                control.fit,
-                control.share_measurements,
-            )
+            self._session(sid).set_profile(control)
             self._save_state(out, record.partition, sid)
         elif control.action == SessionControl.ACTION_SELECT_ITEM:
             self._session(sid).item_id = control.item_id
@@ -637,7 +638,7 @@ class FramePipeline:
             # once they cannot arrive any more.
             state = self._session(sid)
             if state.seen_us and not state.ended_us:
-                self.active[1] = max(0, self.active[1] - 1)  # its place is free for a new session
+                self.active_count = max(0, self.active_count - 1)  # its place is free for a new session
             state.ended_us = control.time_unix_us or now_us()
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
             out.states.append((record.partition, sid.encode(), None))  # tombstone: compaction forgets it

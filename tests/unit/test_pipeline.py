@@ -702,6 +702,15 @@ async def test_idle_sessions_stop_counting_against_the_limit_at_the_next_recount
     assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OVER_CAPACITY
     for session in ("a", "b"):
         pipeline.sessions[session].seen_us -= 31_000_000  # no frame for 31 s
-    pipeline.active[0] -= 2_000_000  # the once-a-second recount is due
+    pipeline.active_counted_us -= 2_000_000  # the once-a-second recount is due
     out = await pipeline.handle_frames([record(frame(session="c", seq=1).SerializeToString(), key=b"c")])
+    assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK
+
+
+async def test_a_new_sessions_first_batch_counts_it_once_against_the_limit() -> None:
+    settings = Settings(max_image_bytes=1000, max_image_side=640, max_active_sessions=2)
+    pipeline, _ = make(FakeTryOn(), settings)
+    first = [record(frame(session="a", seq=i).SerializeToString(), key=b"a", offset=i) for i in range(3)]
+    await pipeline.handle_frames(first)  # three frames before any was inferred: still one session
+    out = await pipeline.handle_frames([record(frame(session="b").SerializeToString(), key=b"b")])
     assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK
