@@ -218,8 +218,8 @@ def _fit(settings: Settings, path: Path, item_id: str, height_cm: float | None, 
     last frame, exactly what the stream sends the shopper (RenderedFrame.fit_advice)."""
     import tritonclient.grpc as grpc
 
+    from streams.fit.scale import MAX_HEIGHT_CM, MIN_HEIGHT_CM
     from streams.inference import perception_flags, session_results
-    from streams.pipeline import MAX_HEIGHT_CM, MIN_HEIGHT_CM
     from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitPreference, ScaleMethod
     from streams.sender import frames_of
     from streams.stack import triton

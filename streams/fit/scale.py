@@ -44,6 +44,7 @@ HEAD_ABOVE_EYES = 0.54  # vertex above the eyes, as a fraction of the eye -> mid
 MIN_VISIBILITY = 0.5
 MIN_IRIS_PX = 3.0  # below this the iris edge points are noise
 HEIGHT_ERROR = 0.03
+MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a plausible stated height; the worker refuses others
 IRIS_POP_ERROR = 0.04
 IPD_POP_ERROR = 0.055
 LANDMARK_PX_ERROR = 1.0  # px: placement error of the iris points; relative error = this / the distance

@@ -15,7 +15,6 @@ from streams.tryon.catalogue import Item
 from streams.tryon.scene import Scene
 
 RELATIVE_SUFFIX = "_rel"
-MIN_HEIGHT_CM, MAX_HEIGHT_CM = 80.0, 250.0  # a stated height outside this range is refused
 
 
 @dataclass

@@ -22,6 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from streams.fit import session as fit_session
+from streams.fit.scale import MAX_HEIGHT_CM, MIN_HEIGHT_CM
 from streams.imageheader import BadImage, image_size
 from streams.serving import perception
 from streams.serving import state_codec as codec
@@ -61,8 +62,6 @@ def _decode(data: bytes) -> np.ndarray:
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError("bad image: bytes do not decode as JPEG or PNG")
-    if max(bgr.shape[:2]) > MAX_SIDE:
-        raise ValueError(f"bad image: {bgr.shape[1]}x{bgr.shape[0]} is larger than {MAX_SIDE} px")
     return bgr
 
 
@@ -160,7 +159,7 @@ class TritonPythonModel:
             items[i] = bytes(item.reshape(-1)[0]).decode(errors="replace") if item is not None else ""
             height = _optional(request, "HEIGHT_CM")
             heights[i] = float(height.reshape(-1)[0]) if height is not None else 0.0
-            if not fit_session.MIN_HEIGHT_CM <= heights[i] <= fit_session.MAX_HEIGHT_CM:
+            if not MIN_HEIGHT_CM <= heights[i] <= MAX_HEIGHT_CM:
                 heights[i] = 0.0  # not given (the worker refuses implausible heights before they get here)
             preference = _optional(request, "FIT_PREFERENCE")
             preferences[i] = int(preference.reshape(-1)[0]) if preference is not None else 0

@@ -31,6 +31,12 @@ from tests.kafka_io import consume
 pytestmark = pytest.mark.e2e
 
 
+def vto(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `vto` command as a user runs it, against the test stack (its settings come from the environment)."""
+    command = [sys.executable, "-m", "streams.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+
+
 def rendered_of(settings: Settings, session: str, count: int) -> list[RenderedFrame]:
     """The session's rendered frames in the order the topic holds them (one partition: the order a client
     reads): every frame once, in sequence order, and nothing after the last (no duplicate)."""
@@ -132,15 +138,8 @@ def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_di
 
     # The `vto account` contract: every frame the session sent has its outcome on Kafka, and they add up.
     for _ in range(20):  # the last batch's outcomes follow its rendered frames by a moment
-        result = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "account", "--session", session, "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=os.environ.copy(),
-            cwd=ROOT,
-            check=True,
-        )
+        result = vto("account", "--session", session, "--json")
+        assert result.returncode == 0, result.stderr
         account = json.loads(result.stdout)
         if account["unaccounted"] == 0:
             break
@@ -152,15 +151,8 @@ def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_di
 
 def test_vto_pose_prints_per_frame_pixel_keypoints(stack: Settings, data_dir: Path) -> None:
     photo = data_dir / "keypoints" / "mps_pose_sitting" / "test_image.jpg"
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "pose", str(photo), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ.copy(),
-        cwd=ROOT,
-        check=True,
-    )
+    result = vto("pose", str(photo), "--json")
+    assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     [frame] = out["frames"]
     assert (frame["width"], frame["height"]) == (960, 640)
@@ -185,9 +177,7 @@ def test_vto_pose_video_with_face_hands_people_and_masks(stack: Settings, data_d
     writer.release()
     capture.release()
     masks = tmp_path / "masks"
-    command = [sys.executable, "-m", "streams.cli", "pose", str(clip), "--json", "--face", "--hands"]
-    command += ["--max-people", "2", "--mask-dir", str(masks)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+    result = vto("pose", str(clip), "--json", "--face", "--hands", "--max-people", "2", "--mask-dir", str(masks))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["mode"].startswith("video")
@@ -220,8 +210,7 @@ def test_vto_tryon_puts_glasses_over_the_eyes_and_refuses_an_unknown_item(
     photo, out = folder / "portrait.jpg", tmp_path / "tryon.png"
 
     def vto_tryon(item: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "streams.cli", "tryon", str(photo), "--item", item, "-o", str(out)]
-        return subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+        return vto("tryon", str(photo), "--item", item, "-o", str(out))
 
     result = vto_tryon("sunglasses-blue-wayfarer")
     assert result.returncode == 0, result.stderr
@@ -246,8 +235,7 @@ def test_vto_fit_prints_a_size_from_the_items_chart_with_its_reasons(stack: Sett
     photo = data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg"
 
     def vto_fit(*extra: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "streams.cli", "fit", str(photo), "--json", *extra]
-        return subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
+        return vto("fit", str(photo), "--json", *extra)
 
     chart = json.loads((ROOT / "catalogue" / "tee-breton-stripes" / "item.json").read_text())["size_chart"]
     result = vto_fit("--item", "tee-breton-stripes", "--height-cm", "175", "--fit", "loose")
