@@ -1,10 +1,10 @@
 """The Faust worker: ingest (Kafka -> FramePipeline) and publish (FramePipeline -> Kafka), plus /metrics,
 /livez and /readyz on the worker's web port. Run with `vto worker` (what `vto stack up` starts).
 
-Delivery: a micro-batch's outputs are confirmed by the broker before the next batch is taken, and Faust
-commits offsets only for events already processed, so a crash re-processes frames (at least once) but
-never loses them. Session state goes out with each batch to the compacted state topic and is read back when
-partitions are assigned (streams/session_store.py), before their frames are handled.
+Delivery: a micro-batch's outputs, its sessions' states and the consumer offsets past its records commit in one
+Kafka transaction before the next batch is taken (streams/publisher.py): readers of committed records see each
+frame's outcome and each try-on event once. A crash aborts the open batch; the partition's next owner reads the
+committed session states back (streams/session_store.py) and handles the batch again.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.inference import TritonTryOn
 from streams.metrics import Metrics
-from streams.pipeline import FramePipeline, Outputs, Record
+from streams.pipeline import FramePipeline, Record
+from streams.publisher import Publisher
 from streams.session_store import read_states
 from streams.settings import Settings, get_settings
 from streams.tryon.catalogue import Catalogue, Item
@@ -60,55 +61,18 @@ class CatalogueCategories:
         return item is not None and bool(item.size_chart)
 
 
-@dataclass(frozen=True)
-class Topics:
-    """Where a batch's outputs go (Faust topics; anything with an async `send` in tests)."""
-
-    rendered: Any
-    events: Any
-    dead_letters: Any
-    states: Any
-    outcomes: Any
+def next_offsets(records: list[Record]) -> dict[tuple[str, int], int]:
+    """The consumer offsets a batch commits: past the last record it took of each partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    for r in records:
+        offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
+    return offsets
 
 
-async def _send_all(topic: Any, name: str, sends: list[dict[str, Any]], metrics: Metrics) -> int:
-    """Send, then wait for the broker's acknowledgements; a record it refuses (too large, broker gone past its
-    retries) is logged and counted, never raised: one bad record must not kill the agent (and with it the
-    offsets of every record behind it)."""
-    pending = []
-    for kwargs in sends:
-        try:
-            pending.append(await topic.send(**kwargs))
-        except Exception as exc:
-            log.error("could not publish to %s: %s", name, exc)
-            metrics.publish_errors.labels(name).inc()
-    failed = 0
-    for result in await asyncio.gather(*pending, return_exceptions=True):
-        if isinstance(result, BaseException):
-            log.error("the broker did not acknowledge a record of %s: %s", name, result)
-            metrics.publish_errors.labels(name).inc()
-            failed += 1
-    return failed + len(sends) - len(pending)
-
-
-async def publish(out: Outputs, topics: Topics, metrics: Metrics) -> int:
-    """Stage 'publish': send everything, then wait for the broker to confirm it all; returns the records it
-    refused. Session states go only after the frames and events they account for are confirmed: a state on the
-    topic means its frames were handled, so a worker that takes over may drop them as replayed."""
-    started = time.perf_counter()
-    failed = 0
-    for topic, name, pairs in (
-        (topics.rendered, "rendered", out.rendered),
-        (topics.events, "events", out.events),
-        (topics.dead_letters, "dead_letter", out.dead_letters),
-        (topics.outcomes, "outcomes", out.outcomes),
-    ):
-        failed += await _send_all(topic, name, [{"key": k, "value": v} for k, v in pairs], metrics)
-    states = [{"key": k, "value": v, "partition": p} for p, k, v in out.states]
-    failed += await _send_all(topics.states, "state", states, metrics)
-    if out.rendered or out.events or out.dead_letters or out.states or out.outcomes:
-        metrics.stage_seconds.labels("publish").observe(time.perf_counter() - started)
-    return failed
+def transactional_id(settings: Settings, worker_id: str) -> str:
+    """Stable across restarts when the worker has a stable name (VTO_WORKER_INSTANCE: a StatefulSet pod's name),
+    so a restarted worker aborts at once the transaction its predecessor left open."""
+    return f"{settings.worker_group}.{settings.worker_instance or worker_id}"
 
 
 PREFETCH_BATCHES = 4  # micro-batches a worker holds in memory ahead of the one in flight
@@ -132,6 +96,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # enough to keep Triton busy; the rest stays on the broker, where it can go stale and be counted.
         stream_buffer_maxsize=PREFETCH_BATCHES * settings.worker_batch_size,
         broker_max_poll_records=2 * settings.worker_batch_size,
+        # Offsets are committed only inside each batch's transaction (streams/publisher.py); Faust's own periodic
+        # commit could move them back behind a committed batch. It still commits after draining on revoke/stop,
+        # when what it acknowledged is what the transactions committed.
+        broker_commit_interval=365 * 24 * 3600.0,
+        broker_commit_every=None,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         autodiscover=False,
@@ -141,15 +110,26 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         return app.topic(name, key_type=bytes, value_type=bytes, allow_empty=True, internal=False)
 
     frames_topic, control_topic = topic(settings.frames_topic), topic(settings.control_topic)
-    rendered_topic, events_topic, dlq_topic = (
-        topic(settings.rendered_topic),
-        topic(settings.events_topic),
-        topic(settings.dead_letter_topic),
-    )
-    state_topic, outcomes_topic = topic(settings.state_topic), topic(settings.outcomes_topic)
     holder: dict[str, Any] = {}
+    producer_started = asyncio.Lock()
     states_restored = asyncio.Event()  # set once the current assignment's session states are read back
     status = {"assigned": False, "partitions": 0, "triton_ok": False, "triton_checked": 0.0}
+
+    async def publisher() -> Publisher:
+        async with producer_started:
+            if "publisher" not in holder:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=settings.kafka_bootstrap.split(","),
+                    client_id=worker_id,
+                    transactional_id=transactional_id(settings, worker_id),
+                    transaction_timeout_ms=int(settings.transaction_timeout_s * 1000),
+                    enable_idempotence=True,
+                    acks="all",
+                    max_request_size=2 * settings.max_message_bytes + 65536,  # dead letters hold a whole frame
+                )
+                await producer.start()  # registers the transactional id: aborts what a predecessor left open
+                holder["publisher"] = Publisher(producer, settings, metrics)
+        return holder["publisher"]  # type: ignore[no-any-return]
 
     def pipeline() -> FramePipeline:
         # The gRPC aio channel must be created inside the worker's running event loop.
@@ -165,22 +145,23 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
         return holder["pipeline"]  # type: ignore[no-any-return]
 
-    topics = Topics(rendered_topic, events_topic, dlq_topic, state_topic, outcomes_topic)
-
     @app.agent(frames_topic)
     async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs
         async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_window_s):
             # Faust may resume fetching before on_assigned has read the sessions back: never handle a frame of a
             # session whose state is still on its way (it would restart tracking and replay frames).
             await states_restored.wait()
-            out = await pipeline().handle_frames([_record(e) for e in events])
-            await publish(out, topics, metrics)
+            records = [_record(e) for e in events]
+            out = await pipeline().handle_frames(records)
+            await (await publisher()).publish(out, next_offsets(records))
             yield None
 
     @app.agent(control_topic)
     async def control(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
-            await publish(pipeline().handle_control(_record(event)), topics, metrics)
+            record = _record(event)
+            out = pipeline().handle_control(record)  # applied before anything else awaits
+            await (await publisher()).publish(out, next_offsets([record]))
             yield None
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
@@ -192,6 +173,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             status["partitions"] = len(partitions)
             if not partitions:
                 return
+            await publisher()  # transactions registered before the first batch (and a predecessor's aborted)
             started = time.perf_counter()
             try:
                 values = await asyncio.get_running_loop().run_in_executor(None, read_states, settings, partitions)

@@ -50,6 +50,7 @@ def rendered_consumer(settings: Settings) -> Consumer:
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": f"vto-demo-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",  # as a shopper: a frame shows the moment it is written
             "fetch.wait.max.ms": 10,
             "fetch.message.max.bytes": settings.max_message_bytes + 65536,
         }

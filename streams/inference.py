@@ -121,11 +121,28 @@ def tryon_result(res: triton.InferResult) -> TryOnResult:
     )
 
 
+def channel_args() -> list[tuple[str, int]]:
+    """tritonclient's channel defaults, but reconnecting to a Triton that went away at least once a second: gRPC's
+    default backoff grows to minutes, so a Triton back after a few seconds would stay unused for as long again."""
+    keepalive = triton.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_receive_message_length", 2**31 - 1),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+
+
 class TritonTryOn:
     def __init__(
         self, url: str, model: str, timeout_s: float, retries: int, on_retry: Callable[[], object] = lambda: None
     ) -> None:
-        self.client = triton.InferenceServerClient(url)
+        self.client = triton.InferenceServerClient(url, channel_args=channel_args())
         self.model = model
         self.timeout_s = timeout_s
         self.retries = retries

@@ -25,13 +25,18 @@ class Metrics:
         )
         self.publish_errors = Counter(
             "vto_publish_errors_total",
-            "Records refused or not acknowledged by the broker, by topic (rendered, events, ..., state).",
+            "Records left out of their batch because the broker can never take them (too large), by topic.",
             ["topic"],
+            registry=registry,
+        )
+        self.publish_retries = Counter(
+            "vto_publish_retries_total",
+            "Batch transactions aborted and sent again (broker unreachable or a record not acknowledged).",
             registry=registry,
         )
         self.dropped = Counter(
             "vto_frames_dropped_total",
-            "Frames dropped without rendering, by reason (stale, replayed, session_ended, inference_unavailable).",
+            "Frames dropped without rendering, by reason (stale, superseded, session_ended, rate_limited, ...).",
             ["reason"],
             registry=registry,
         )

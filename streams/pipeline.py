@@ -326,6 +326,7 @@ class FramePipeline:
             if not self._admit(out, record, frame):
                 continue
             fresh.append((record, frame))
+        fresh = self._latest_wins(out, fresh)
         by_session: dict[str, list[int]] = {}
         for index, (_, frame) in enumerate(fresh):
             by_session.setdefault(frame.session_id, []).append(index)
@@ -364,6 +365,19 @@ class FramePipeline:
         for session_id, partition in touched.items():
             self._save_state(out, partition, session_id)
         return out
+
+    def _latest_wins(self, out: Outputs, fresh: list[tuple[Record, Frame]]) -> list[tuple[Record, Frame]]:
+        """Freshness under overload: a frame that has queued longer than VTO_SUPERSEDE_AFTER_S is dropped as
+        `superseded` when a newer frame of its session is in the batch, so a slow system shows fewer, fresh frames
+        instead of a growing delay (and a backlog drains a batch of frames per session at a time)."""
+        newest = {frame.session_id: index for index, (_, frame) in enumerate(fresh)}
+        kept = []
+        for index, (record, frame) in enumerate(fresh):
+            if index != newest[frame.session_id] and age_s(frame) > self.settings.supersede_after_s:
+                self._drop(out, record, frame, "superseded")
+            else:
+                kept.append((record, frame))
+        return kept
 
     def _request(self, frame: Frame) -> TryOnRequest:
         state = self._session(frame.session_id)

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
 
     # Worker
     worker_group: str = Field("vto-worker", description="Faust app id = Kafka consumer group of the workers.")
+    worker_instance: str = Field(
+        "",
+        description="Stable name of this worker (a StatefulSet pod's name): its Kafka transactional id, so a "
+        "restarted worker aborts its predecessor's open batch at once. Empty: host and process id.",
+    )
+    transaction_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A dead worker's open batch is aborted after this; until then committed readers of its "
+        "partitions wait (analytics, accounting).",
+    )
     worker_web_port: int = Field(6066, description="Worker HTTP port: /metrics, /livez, /readyz.")
     bind_address: str = Field(
         "127.0.0.1",
@@ -57,6 +68,12 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(16, ge=1, description="Most frames a worker takes from Kafka per micro-batch.")
     worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
     frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")
+    supersede_after_s: float = Field(
+        0.3,
+        gt=0,
+        description="Latest frame wins: a frame queued this long is dropped (superseded) when a newer frame of its "
+        "session is in the same micro-batch.",
+    )
     max_session_fps: float = Field(
         60.0, gt=0, description="Frames per second one session may send; beyond, frames are refused (a notice)."
     )

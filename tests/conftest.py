@@ -22,6 +22,7 @@ TEST_ENV = {
     "VTO_RUN_DIR": str(ROOT / ".cache" / "test-run"),
     # Tests check what comes out, not load shedding (unit-tested); a busy CI machine must not drop frames.
     "VTO_FRAME_MAX_AGE_S": "60",
+    "VTO_SUPERSEDE_AFTER_S": "60",
 }
 for _key, _value in TEST_ENV.items():
     os.environ.setdefault(_key, _value)

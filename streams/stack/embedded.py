@@ -48,7 +48,11 @@ class Worker:
         marker = f"--name={self.settings.run_dir / self.service.name}"
         self.service.start(
             [sys.executable, "-m", "streams.cli", "worker", marker],
-            env={"VTO_WORKER_WEB_PORT": str(self.port), "PYTHONUNBUFFERED": "1"},
+            env={
+                "VTO_WORKER_WEB_PORT": str(self.port),
+                "VTO_WORKER_INSTANCE": self.service.name,  # its transactional id outlives a restart
+                "PYTHONUNBUFFERED": "1",
+            },
         )
         wait_until(self.service, self.in_group, timeout, f"worker on :{self.port}")
 

@@ -102,6 +102,9 @@ def write_config(settings: Settings) -> Path:
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "group.min.session.timeout.ms": "1000",
+        # A dead worker's open batch is aborted when its transaction times out (VTO_TRANSACTION_TIMEOUT_S): look
+        # every second, not every 10 s, so committed readers wait for it no longer than they must.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         "message.max.bytes": str(settings.max_message_bytes + 65536),
         "replica.fetch.max.bytes": str(settings.max_message_bytes + 65536),
         "log.retention.check.interval.ms": "10000",

@@ -1,6 +1,7 @@
 """A worker killed with SIGKILL mid-session: the worker that takes over its partition continues the session in
 tracking mode with its smoothing state (read back from the state topic), so there is no detector run and no
-keypoint jump. Real broker, real Triton, two real worker processes."""
+keypoint jump; and what committed readers see is exactly once: each try-on event once, each frame's outcome once,
+none missing. Real broker, real Triton, two real worker processes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -15,11 +17,13 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
+from streams.accounting import account
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_DETECTOR, POSE_SOURCE_TRACKING
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
 from streams.stack import embedded
 from tests.kafka_io import consume
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 FPS = 15.0
 FRAMES = 75  # 5 s of a still shopper; the worker is killed after 2 s
+ITEM = "tee-navy"  # a top with a size chart: fit advice events flow too
 
 
 def noisy_frames(photo: Path, count: int) -> list[tuple[bytes, int, int]]:
@@ -78,6 +83,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
                 format=IMAGE_FORMAT_JPEG,
                 width=width,
                 height=height,
+                item_id=ITEM,
             )
             producer.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString())
             producer.poll(0)
@@ -90,6 +96,8 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
                 assert killed_pid in ours, f"{killed_pid} is not one of the workers this test started: {ours}"
                 os.kill(killed_pid, signal.SIGKILL)
                 killed_at_us = time.time_ns() // 1000
+        end = SessionControl(session_id=session, action=SessionControl.ACTION_END, time_unix_us=time.time_ns() // 1000)
+        producer.produce(settings.control_topic, key=session.encode(), value=end.SerializeToString())
         assert producer.flush(30) == 0
 
         def ours(m: object) -> bool:
@@ -132,6 +140,23 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
         assert first.sequence - 1 in old, "the survivor did not start where the dead worker stopped"
         across = np.linalg.norm(points(first) - points(old[first.sequence - 1]), axis=1).mean()
         assert across <= max(3.0 * float(np.median(steps)), 1.0), (across, np.median(steps))
+
+        # Exactly once for committed readers: the dead worker's open batch was aborted, its records handled again.
+        def ended(found: list[object]) -> bool:
+            return any(TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)  # type: ignore[attr-defined]
+
+        events = [
+            TryOnEvent.FromString(m.value())
+            for m in consume(settings, settings.events_topic, ours, 0, timeout_s=60, until=ended)
+        ]
+        kinds = Counter((TryOnEvent.Type.Name(e.type), e.sequence) for e in events)
+        assert [kind for kind, n in kinds.items() if n > 1] == [], "an event was published twice"
+        types = Counter(TryOnEvent.Type.Name(e.type) for e in events)
+        assert types["TYPE_SESSION_STARTED"] == types["TYPE_TRY_ON_RENDERED"] == types["TYPE_SESSION_ENDED"] == 1, types
+        assert types["TYPE_FIT_ADVICE"] >= 1, types
+        summary = account(settings, session)
+        print(f"takeover: {FRAMES} frames sent, {summary}, events {dict(types)}")
+        assert summary["frames"] == FRAMES and summary["unaccounted"] == 0 and summary["handled_twice"] == 0, summary
     finally:
         if killed_pid is not None:  # leave the stack as the other tests expect it: worker-0 up, worker-1 gone
             for worker in embedded.workers(settings, 2):

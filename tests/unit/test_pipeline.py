@@ -18,6 +18,7 @@ from streams.pipeline import SessionState as WorkerSessionState
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice, FitMeasurement, FitPreference
+from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_TRACKING, Perception
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -631,6 +632,36 @@ async def test_a_frame_that_went_stale_during_inference_is_dropped_not_published
     assert len((await quick.handle_frames([record(frame().SerializeToString())])).rendered) == 1
 
 
+async def test_latest_frame_wins_frames_that_queued_behind_a_newer_one_are_superseded() -> None:
+    settings = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.0, supersede_after_s=0.3)
+    tryon = FakeTryOn()
+    pipeline, metrics = make(tryon, settings)
+    now = time.time_ns() // 1000
+    ages_s = {("a", 0): 1.0, ("a", 1): 0.8, ("b", 0): 1.0, ("a", 2): 0.5, ("a", 3): 0.2, ("a", 4): 0.1}
+    batch = [
+        record(
+            frame(session=s, seq=q, capture_time_unix_us=now - int(age * 1e6)).SerializeToString(),
+            key=s.encode(),
+            offset=i,
+        )
+        for i, ((s, q), age) in enumerate(ages_s.items())
+    ]
+    out = await pipeline.handle_frames(batch)
+    rendered = [(f.session_id, f.sequence) for f in (RenderedFrame.FromString(v) for _, v in out.rendered)]
+    # a's frames that waited 0.5 s or more lose to its newest; a frame still within 0.3 s is rendered; b's only
+    # frame has nothing newer, however long it waited.
+    assert rendered == [("b", 0), ("a", 3), ("a", 4)]
+    assert len(tryon.requests) == 3
+    outcomes = [FrameOutcome.FromString(v) for _, v in out.outcomes]
+    assert len(outcomes) == len(batch)
+    assert sorted((o.session_id, o.sequence) for o in outcomes if o.reason == "superseded") == [
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+    ]
+    assert sample(metrics, "vto_frames_dropped_total", reason="superseded") == 3
+
+
 async def test_a_session_sending_too_fast_is_refused_beyond_its_rate_with_one_notice() -> None:
     settings = Settings(max_image_bytes=1000, max_image_side=640, max_session_fps=5.0)
     tryon = FakeTryOn()
@@ -665,8 +696,6 @@ async def test_a_worker_at_its_session_limit_refuses_new_sessions_and_serves_the
 
 
 async def test_every_frames_record_gets_exactly_one_outcome_on_kafka() -> None:
-    from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
-
     settings = Settings(max_image_bytes=1000, max_image_side=640, max_session_fps=2.0, frame_max_age_s=2.0)
     pipeline, _ = with_catalogue(FakeTryOn(), settings)
     base = time.time_ns() // 1000

@@ -1,68 +1,138 @@
-"""Stage 'publish': everything goes out, a record the broker refuses is counted and never kills the agent, and
-session states go only after what they account for."""
+"""Stage 'publish': a batch's outputs and its consumer offsets go in one transaction; what the broker can never take
+is left out and counted, anything else aborts the transaction and the whole batch goes again; the agent never
+dies on a publish error. (The real broker: tests/integration/test_worker_takeover.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from streams.app import Topics, publish
+from streams import publisher as publisher_module
+from streams.app import next_offsets
 from streams.metrics import Metrics
-from streams.pipeline import Outputs
+from streams.pipeline import Outputs, Record
+from streams.publisher import Publisher
+from streams.settings import Settings
+
+SETTINGS = Settings(max_message_bytes=4000)
 
 
-class FakeTopic:
-    """Like a Faust topic: send() returns a future the broker resolves later; refuses values over `limit`."""
+class FakeProducer:
+    """Like aiokafka's transactional producer: records and offsets become visible only when a transaction commits.
+    `fail` maps a value to the exception its acknowledgement raises, once per listed exception."""
 
-    def __init__(self, log: list[tuple[str, bytes | None]], name: str, limit: int = 1000, nack: bool = False) -> None:
-        self.log, self.name, self.limit, self.nack = log, name, limit, nack
+    def __init__(self, fail: dict[bytes, list[BaseException]] | None = None) -> None:
+        self.fail = fail or {}
+        self.committed: list[tuple[str, bytes | None, int | None]] = []
+        self.offsets: dict[TopicPartition, int] = {}
+        self.open: list[tuple[str, bytes | None, int | None]] | None = None
+        self.open_offsets: dict[TopicPartition, int] = {}
+        self.aborted = 0
 
-    async def send(self, key: bytes, value: bytes | None, partition: int | None = None) -> Any:
-        if value is not None and len(value) > self.limit:
-            raise ValueError(f"message of {len(value)} bytes is larger than {self.limit}")  # aiokafka: at send
+    async def begin_transaction(self) -> None:
+        assert self.open is None, "a transaction is already open"
+        self.open, self.open_offsets = [], {}
+
+    async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None) -> Any:
+        assert self.open is not None, "send outside a transaction"
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.nack:
-            future.set_exception(RuntimeError("broker gone"))
+        failures = self.fail.get(value or b"")
+        if failures:
+            future.set_exception(failures.pop(0))
         else:
-            self.log.append((self.name, value))
+            self.open.append((topic, value, partition))
             future.set_result(None)
         return future
 
+    async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
+        assert self.open is not None and group_id == SETTINGS.worker_group
+        self.open_offsets = dict(offsets)
 
-async def test_an_oversized_record_is_counted_and_the_rest_goes_out() -> None:
-    sent: list[tuple[str, bytes | None]] = []
-    metrics = Metrics(CollectorRegistry())
-    topics = Topics(*(FakeTopic(sent, name) for name in ("rendered", "events", "dlq", "state", "outcomes")))
-    out = Outputs(
-        rendered=[(b"s1", b"small"), (b"s1", b"x" * 5000), (b"s1", b"small too")],
+    async def commit_transaction(self) -> None:
+        assert self.open is not None
+        self.committed += self.open
+        self.offsets.update(self.open_offsets)
+        self.open = None
+
+    async def abort_transaction(self) -> None:
+        self.open, self.aborted = None, self.aborted + 1
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publisher_module, "RETRY_DELAYS_S", (0.0,))
+
+
+def batch() -> Outputs:
+    return Outputs(
+        rendered=[(b"s1", b"frame-0"), (b"s1", b"frame-1")],
         events=[(b"s1", b"event")],
-        states=[(0, b"s1", b"state")],
-        outcomes=[(b"s1", b"outcome")],
+        outcomes=[(b"s1", b"outcome-0"), (b"s1", b"outcome-1")],
+        states=[(3, b"s1", b"state")],
     )
-    assert await publish(out, topics, metrics) == 1
-    assert sent == [
-        ("rendered", b"small"),
-        ("rendered", b"small too"),
-        ("events", b"event"),
-        ("outcomes", b"outcome"),
-        ("state", b"state"),
+
+
+def metric(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    return metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_outputs_and_offsets_commit_together_states_last() -> None:
+    producer, metrics = FakeProducer(), Metrics(CollectorRegistry())
+    taken = [Record(SETTINGS.frames_topic, 3, 41, b"s1", b""), Record(SETTINGS.frames_topic, 3, 40, b"s1", b"")]
+    offsets = next_offsets(taken)
+    assert await Publisher(producer, SETTINGS, metrics).publish(batch(), offsets) == 0
+    assert [(topic, value) for topic, value, _ in producer.committed] == [
+        (SETTINGS.rendered_topic, b"frame-0"),
+        (SETTINGS.rendered_topic, b"frame-1"),
+        (SETTINGS.events_topic, b"event"),
+        (SETTINGS.outcomes_topic, b"outcome-0"),
+        (SETTINGS.outcomes_topic, b"outcome-1"),
+        (SETTINGS.state_topic, b"state"),
     ]
-    assert metrics.registry.get_sample_value("vto_publish_errors_total", {"topic": "rendered"}) == 1
+    assert producer.committed[-1][2] == 3  # the state goes to the session's frames partition number
+    assert producer.offsets == {TopicPartition(SETTINGS.frames_topic, 3): 42}  # past the last record taken
 
 
-async def test_records_the_broker_never_acknowledges_are_counted_too() -> None:
-    sent: list[tuple[str, bytes | None]] = []
+async def test_a_record_not_acknowledged_aborts_the_batch_and_the_whole_batch_goes_again() -> None:
+    producer = FakeProducer(fail={b"event": [KafkaTimeoutError()]})
     metrics = Metrics(CollectorRegistry())
-    topics = Topics(
-        FakeTopic(sent, "rendered", nack=True),
-        FakeTopic(sent, "events"),
-        FakeTopic(sent, "dlq"),
-        FakeTopic(sent, "state"),
-        FakeTopic(sent, "outcomes"),
-    )
-    out = Outputs(rendered=[(b"s1", b"a"), (b"s1", b"b")], states=[(0, b"s1", None)])
-    assert await publish(out, topics, metrics) == 2
-    assert sent == [("state", None)]  # the tombstone still goes
-    assert metrics.registry.get_sample_value("vto_publish_errors_total", {"topic": "rendered"}) == 2
+    offsets = {(SETTINGS.frames_topic, 0): 7}
+    assert await Publisher(producer, SETTINGS, metrics).publish(batch(), offsets) == 0
+    assert producer.aborted == 1
+    values = [value for _, value, _ in producer.committed]
+    assert values == [b"frame-0", b"frame-1", b"event", b"outcome-0", b"outcome-1", b"state"]  # each once
+    assert producer.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 7}
+    assert metric(metrics, "vto_publish_retries_total") == 1
+    assert metric(metrics, "vto_publish_errors_total", {"topic": "events"}) == 0
+
+
+async def test_a_record_no_broker_takes_is_left_out_and_counted_and_the_rest_commits() -> None:
+    metrics = Metrics(CollectorRegistry())
+    out = batch()
+    out.rendered.insert(1, (b"s1", b"x" * 5000))  # over the rendered topic's limit: refused before sending
+    producer = FakeProducer(fail={b"outcome-1": [MessageSizeTooLargeError()]})  # refused by the broker
+    assert await Publisher(producer, SETTINGS, metrics).publish(out, {(SETTINGS.frames_topic, 1): 3}) == 2
+    assert [value for _, value, _ in producer.committed] == [b"frame-0", b"frame-1", b"event", b"outcome-0", b"state"]
+    assert producer.offsets == {TopicPartition(SETTINGS.frames_topic, 1): 3}
+    assert metric(metrics, "vto_publish_errors_total", {"topic": "rendered"}) == 1
+    assert metric(metrics, "vto_publish_errors_total", {"topic": "outcomes"}) == 1
+
+
+async def test_a_dead_letter_may_be_larger_than_a_frame() -> None:
+    metrics = Metrics(CollectorRegistry())
+    producer = FakeProducer()
+    out = Outputs(dead_letters=[(b"s1", b"d" * 6000)])  # over a frame's limit, within the dead-letter topic's
+    assert await Publisher(producer, SETTINGS, metrics).publish(out, {}) == 0
+    assert [topic for topic, _, _ in producer.committed] == [SETTINGS.dead_letter_topic]
+
+
+async def test_control_and_frames_agents_take_turns_in_the_one_producer() -> None:
+    producer = FakeProducer()  # asserts that no transaction begins while another is open
+    publisher = Publisher(producer, SETTINGS, Metrics(CollectorRegistry()))
+    await asyncio.gather(*(publisher.publish(batch(), {(SETTINGS.frames_topic, i): i}) for i in range(5)))
+    assert len(producer.committed) == 5 * 6 and len(producer.offsets) == 5
