@@ -39,7 +39,7 @@ def run_config(
     ids = [f"load-{uuid.uuid4().hex[:8]}" for _ in range(sessions)]
     offered = sessions * len(frames)
     got: list[tuple[RenderedFrame, int]] = []
-    reader = threading.Thread(target=lambda: got.extend(collect(consumer, set(ids), offered, seconds + 30)))
+    reader = threading.Thread(target=lambda: got.extend(collect(consumer, set(ids), [offered], seconds + 30)))
     reader.start()
     start_us = time.time_ns() // 1000
     senders = [threading.Thread(target=send, args=(settings, frames, sid, fps, item)) for sid in ids]

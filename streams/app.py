@@ -79,6 +79,7 @@ PREFETCH_BATCHES = 4  # micro-batches a worker holds in memory ahead of the one 
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    settings.session_key()  # no session-token key: ConfigError now, not a worker that refuses every frame
     metrics = Metrics(registry or CollectorRegistry())
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     app = faust.App(

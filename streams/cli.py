@@ -289,6 +289,11 @@ def _config_table() -> str:
     return "\n".join(rows)
 
 
+def _config_values(settings: Settings) -> str:
+    """VTO_NAME=value per setting as this process sees them; secrets print as ********** (pydantic SecretStr)."""
+    return "\n".join(f"VTO_{name.upper()}={getattr(settings, name)}" for name in Settings.model_fields)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vto", description="VTO Stream: real-time virtual try-on")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--height-cm", type=float, default=0.0, help="the shopper's height, for size advice")
     send.add_argument("--fit", choices=["regular", "loose", "tight"], default="regular", help="fit preference")
     send.add_argument("--share-measurements", action="store_true", help="consent: measurements may go to analytics")
+    send.add_argument("--token", default="", help="session token from the shop's backend (default: minted here)")
+    token = sub.add_parser("token", help="mint a signed session token (what the shop's backend gives a client)")
+    token.add_argument("--session", required=True)
+    token.add_argument("--ttl-s", type=int, help="lifetime in seconds (default VTO_SESSION_TOKEN_TTL_S)")
+    token.add_argument("--no-consent", action="store_true", help="a token recording that the shopper did not consent")
     pose = sub.add_parser("pose", help="print per-frame keypoints computed by the Triton models")
     pose.add_argument("path", type=Path)
     pose.add_argument("--json", action="store_true", help="JSON output (the only format for now)")
@@ -334,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--height-cm", type=float, help="the shopper's height: the most accurate metric scale")
     fit.add_argument("--fit", choices=["regular", "loose", "tight"], default="regular")
     fit.add_argument("--json", action="store_true", help="JSON output (the only format for now)")
-    sub.add_parser("config", help="print the configuration variables as a Markdown table")
+    config = sub.add_parser("config", help="print the configuration variables as a Markdown table")
+    config.add_argument("--values", action="store_true", help="this process's values instead (secrets masked)")
     catalogue = sub.add_parser("catalogue", help="the try-on catalogue (VTO_CATALOGUE_DIR): list, validate, add")
     catalogue_sub = catalogue.add_subparsers(dest="action", required=True)
     catalogue_list = catalogue_sub.add_parser("list", help="the valid items (a table, or JSON with --json)")
@@ -377,8 +388,15 @@ def main(argv: list[str] | None = None) -> int:
                 "fit": FitPreference.Value(f"FIT_PREFERENCE_{args.fit.upper()}"),
                 "share_measurements": args.share_measurements,
             }
-            sent = send_session(settings, frames_of(args.path), args.session, args.fps, args.item, profile=profile)
+            sent = send_session(
+                settings, frames_of(args.path), args.session, args.fps, args.item, profile=profile, token=args.token
+            )
             print(f"sent {len(sent)} frames of session {args.session} to {settings.frames_topic}")
+        elif args.command == "token":
+            from streams import tokens
+
+            ttl_s = args.ttl_s or settings.session_token_ttl_s
+            print(tokens.mint(settings.session_key(), args.session, ttl_s, consent=not args.no_consent))
         elif args.command == "pose":
             if args.max_people is not None and not 1 <= args.max_people <= 8:
                 parser.error("--max-people must be between 1 and 8")
@@ -406,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
             print("stage means (ms) " + ", ".join(f"{k} {v}" for k, v in summary.stage_ms_mean.items()))
             print(f"rendered video   {summary.rendered_video}")
             print(f"contact sheet    {summary.contact_sheet}")
-            if summary.frames_rendered < summary.frames_sent:
-                print("error: not every frame came back rendered", file=sys.stderr)
+            if summary.frames_dropped:
+                print("frames dropped   " + ", ".join(f"{n} {why}" for why, n in summary.frames_dropped.items()))
+            if summary.frames_rendered + sum(summary.frames_dropped.values()) < summary.frames_sent:
+                print("error: a frame came back neither rendered nor counted as dropped", file=sys.stderr)
                 return 1
         elif args.command == "tryon":
             print(json.dumps(_tryon(settings, args.image, args.item, args.out)))
@@ -418,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "fit":
             print(json.dumps(_fit(settings, args.path, args.item, args.height_cm, args.fit)))
         elif args.command == "config":
-            print(_config_table())
+            print(_config_values(settings) if args.values else _config_table())
         elif args.command == "catalogue":
             return _catalogue(settings, args)
     except VTOError as exc:

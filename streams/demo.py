@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.accounting import account
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import frames_of, send
 from streams.settings import Settings
@@ -33,6 +34,7 @@ class Summary:
     video: str
     frames_sent: int
     frames_rendered: int
+    frames_dropped: dict[str, int]  # by reason, from the session's frame outcomes (superseded under load, ...)
     frames_with_pose: int
     throughput_fps: float
     latency_ms_p50: float
@@ -64,12 +66,14 @@ def rendered_consumer(settings: Settings) -> Consumer:
     return consumer
 
 
-def collect(consumer: Consumer, sessions: set[str], expected: int, timeout_s: float) -> list[tuple[RenderedFrame, int]]:
+def collect(
+    consumer: Consumer, sessions: set[str], expected: list[int], timeout_s: float
+) -> list[tuple[RenderedFrame, int]]:
     """Rendered frames of `sessions` with the time each was consumed (unix us), in (session, sequence) order,
-    until `expected` frames came or time ran out."""
+    until `expected[0]` frames came (the caller may lower it once it knows how many were dropped) or time ran out."""
     got: dict[tuple[str, int], tuple[RenderedFrame, int]] = {}
     deadline = time.monotonic() + timeout_s
-    while len(got) < expected and time.monotonic() < deadline:
+    while len(got) < expected[0] and time.monotonic() < deadline:
         msg = consumer.poll(0.2)
         if msg is None or msg.error():
             continue
@@ -78,6 +82,16 @@ def collect(consumer: Consumer, sessions: set[str], expected: int, timeout_s: fl
         if frame.session_id in sessions:
             got[(frame.session_id, frame.sequence)] = (frame, now)
     return [got[k] for k in sorted(got)]
+
+
+def accounted(settings: Settings, session: str, frames: int, timeout_s: float) -> dict[str, object]:
+    """The session's `vto account` once every frame it sent has an outcome (or time ran out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        summary = account(settings, session)
+        if summary["accounted"] == frames or time.monotonic() > deadline:
+            return summary
+        time.sleep(0.5)
 
 
 def contact_sheet(images: list[np.ndarray], columns: int = 4, tile: int = 240) -> np.ndarray:
@@ -101,13 +115,16 @@ def run(
         consumer = rendered_consumer(settings)
         session = f"demo-{uuid.uuid4().hex[:8]}"
         results: list[tuple[RenderedFrame, int]] = []
+        expected = [len(clip)]
         collector = threading.Thread(
             target=lambda: results.extend(
-                collect(consumer, {session}, len(clip), timeout_s=60 + len(clip) / max(fps, 1))
+                collect(consumer, {session}, expected, timeout_s=60 + len(clip) / max(fps, 1))
             )
         )
         collector.start()  # consume while sending: latency is measured as a shopper would see it
         sent = send(settings, clip, session, fps=fps, item=list(items or DEFAULT_ITEMS))
+        outcomes = accounted(settings, session, len(sent), timeout_s=60)
+        expected[0] = int(outcomes["rendered"])  # type: ignore[call-overload]  # frames dropped will not come
         collector.join()
         consumer.close()
     finally:
@@ -136,6 +153,7 @@ def run(
         video=str(video),
         frames_sent=len(sent),
         frames_rendered=len(results),
+        frames_dropped=dict(outcomes["dropped"]),  # type: ignore[call-overload]
         frames_with_pose=sum(1 for f, _ in results if f.keypoints),
         throughput_fps=len(results) / span_s if span_s else 0.0,
         latency_ms_p50=pct(50),

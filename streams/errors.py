@@ -11,6 +11,10 @@ class StackError(VTOError):
     """An embedded service (Kafka, Triton, a worker) could not be installed, started or stopped."""
 
 
+class ConfigError(VTOError):
+    """Settings that cannot work (a missing secret); the process refuses to start and says what to set."""
+
+
 class SerializationError(VTOError):
     """Bytes that do not decode as the expected protobuf message."""
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from streams import tokens
 from streams.codec import decode
 from streams.errors import BadInput, InferenceUnavailable, SerializationError
 from streams.fit.scale import MAX_HEIGHT_CM, MIN_HEIGHT_CM
@@ -162,8 +163,9 @@ def age_s(frame: Frame) -> float:
     return now_us() / 1e6 - frame.capture_time_unix_us / 1e6
 
 
-def validate(record: Record, settings: Settings) -> Frame:
-    """Stage 'validate': the record must be a well-formed Frame we can render, else BadInput(reason)."""
+def validate(record: Record, settings: Settings, key: bytes) -> Frame:
+    """Stage 'validate': the record must be a well-formed Frame of the session its token was signed for (with `key`,
+    the session-token key), with the shopper's consent, that we can render; else BadInput(reason)."""
     try:
         frame = decode(Frame, record.value)
     except SerializationError as exc:
@@ -172,6 +174,7 @@ def validate(record: Record, settings: Settings) -> Frame:
         raise BadInput("missing_session_id", "Frame.session_id is empty")
     if record.key != frame.session_id.encode():
         raise BadInput("key_mismatch", "record key must be the session id (keeps a session's frames in order)")
+    tokens.verify(key, frame.session_token, frame.session_id)  # before anything looks at the image
     if frame.capture_time_unix_us <= 0:
         raise BadInput("missing_capture_time", "Frame.capture_time_unix_us must be set")
     if -age_s(frame) > settings.max_clock_skew_s:
@@ -228,6 +231,7 @@ class FramePipeline:
         self, settings: Settings, tryon: TryOn, metrics: Metrics, worker_id: str, catalogue: Categories | None = None
     ) -> None:
         self.settings = settings
+        self.key = settings.session_key()  # ConfigError without one: a worker never runs without tokens
         self.catalogue = catalogue
         self.tryon = tryon
         self.metrics = metrics
@@ -271,7 +275,8 @@ class FramePipeline:
             partition=record.partition,
             offset=record.offset,
             key=record.key or b"",
-            value=record.value or b"",
+            # Without the shopper's consent nothing of the frame is kept, not even for triage.
+            value=b"" if error.reason == "no_consent" else record.value or b"",
             reason=error.reason,
             detail=error.detail,
             worker_id=self.worker_id,
@@ -294,7 +299,7 @@ class FramePipeline:
         for record in records:
             started = time.perf_counter()
             try:
-                frame = validate(record, self.settings)
+                frame = validate(record, self.settings, self.key)
             except BadInput as exc:
                 self._reject(out, record, exc)
                 continue
@@ -607,6 +612,7 @@ class FramePipeline:
             if record.key != control.session_id.encode():
                 # Keyed otherwise it lands on another partition than the session's frames, maybe another worker.
                 raise BadInput("key_mismatch", "record key must be the session id (same partition as its frames)")
+            tokens.verify(self.key, control.session_token, control.session_id)
             if control.action not in KNOWN_ACTIONS:
                 raise BadInput(
                     "unknown_action",

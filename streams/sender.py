@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from confluent_kafka import Producer
 
+from streams import tokens
 from streams.errors import VTOError
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, ImageFormat
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -81,16 +82,20 @@ def send(
     item: str | Sequence[str] = "",
     camera: str = "cam0",
     profile: Mapping[str, object] | None = None,
+    token: str = "",
 ) -> list[Sent]:
     """Publish START, each (image, format, width, height) at `fps` (0 = at once), then END; return what was sent.
 
     `profile` is the shopper's fit profile sent with START (SessionControl height_cm, fit, share_measurements).
+    `token` is the session token the shop's backend issued (streams/tokens.py); empty: minted here from the
+    session-token key, with consent, as the shop's backend would.
 
     `item` is the catalogue item tried on; a list of items splits the frames into equal runs, one per item
     (each frame names its item, so the session switches items as a shopper picking from the page would)."""
     frames = list(frames)
     items = [item] if isinstance(item, str) else list(item) or [""]
     per_item = max(1, -(-len(frames) // len(items)))
+    token = token or tokens.mint(settings.session_key(), session, settings.session_token_ttl_s)
     prod = producer(settings)
     errors: list[str] = []
 
@@ -99,7 +104,13 @@ def send(
             errors.append(str(err))
 
     def control(action: SessionControl.Action.ValueType) -> None:
-        msg = SessionControl(session_id=session, action=action, item_id=items[0], time_unix_us=time.time_ns() // 1000)
+        msg = SessionControl(
+            session_id=session,
+            action=action,
+            item_id=items[0],
+            time_unix_us=time.time_ns() // 1000,
+            session_token=token,
+        )
         if action == SessionControl.ACTION_START:
             for name, value in (profile or {}).items():
                 setattr(msg, name, value)
@@ -126,6 +137,7 @@ def send(
             width=width,
             height=height,
             item_id=items[min(seq // per_item, len(items) - 1)],
+            session_token=token,
         )
         prod.produce(
             settings.frames_topic, key=session.encode(), value=frame.SerializeToString(), on_delivery=delivered

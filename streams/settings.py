@@ -10,8 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from streams.errors import ConfigError
+from streams.tokens import MIN_KEY_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +94,18 @@ class Settings(BaseSettings):
     )
     max_people: int = Field(1, ge=1, le=8, description="People reported per frame; people[0] is the shopper.")
 
+    # Security
+    session_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC key of session tokens (streams/tokens.py), at least 16 bytes; or VTO_SESSION_SECRET_FILE.",
+    )
+    session_secret_file: Path | None = Field(
+        None,
+        description="File holding the session-token key (a mounted Secret). Unset: <run dir>/session-secret, "
+        "which `vto stack up` writes.",
+    )
+    session_token_ttl_s: int = Field(3600, gt=0, description="Lifetime of tokens minted by `vto token` / `vto send`.")
+
     # Triton
     triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint the workers call.")
     triton_http_port: int = Field(8000, description="Embedded Triton: HTTP port (health).")
@@ -109,6 +124,20 @@ class Settings(BaseSettings):
         description="Try-on catalogue: one folder per item (item.json + RGBA image), re-read when it changes.",
     )
     log_level: str = Field("INFO", description="Log level of workers and CLI.")
+
+    def session_key(self) -> bytes:
+        """The session-token key: VTO_SESSION_SECRET, else the file VTO_SESSION_SECRET_FILE, else the embedded
+        stack's <run dir>/session-secret. No key is a configuration error: tokens are never optional."""
+        key = self.session_secret.get_secret_value().encode()
+        path = self.session_secret_file or self.run_dir / "session-secret"
+        if not key and path.is_file():
+            key = path.read_bytes().strip()
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                "no session-token key of at least 16 bytes: set VTO_SESSION_SECRET or VTO_SESSION_SECRET_FILE "
+                f"(the embedded stack writes {self.run_dir / 'session-secret'} on `vto stack up`)"
+            )
+        return key
 
     @field_validator("perception", mode="before")
     @classmethod

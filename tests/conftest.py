@@ -23,6 +23,8 @@ TEST_ENV = {
     # Tests check what comes out, not load shedding (unit-tested); a busy CI machine must not drop frames.
     "VTO_FRAME_MAX_AGE_S": "60",
     "VTO_SUPERSEDE_AFTER_S": "60",
+    # The session-token key of the test stack's workers and of the tests that mint tokens for them.
+    "VTO_SESSION_SECRET": "test-session-secret-0123456789",
 }
 for _key, _value in TEST_ENV.items():
     os.environ.setdefault(_key, _value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 import urllib.error
 import urllib.request
@@ -61,7 +63,22 @@ def workers(settings: Settings, count: int) -> list[Worker]:
     return [Worker(i, settings) for i in range(count)]
 
 
+def ensure_session_secret(settings: Settings) -> None:
+    """The embedded stack's session-token key: 32 random bytes in <run dir>/session-secret (mode 0600), written
+    once unless a key is configured (VTO_SESSION_SECRET or VTO_SESSION_SECRET_FILE). Workers and `vto send` /
+    `vto token` on this machine read it from there."""
+    if settings.session_secret.get_secret_value() or settings.session_secret_file:
+        return
+    path = settings.run_dir / "session-secret"
+    if not path.exists():
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+
+
 def up(settings: Settings, worker_count: int = 1) -> None:
+    ensure_session_secret(settings)
     kafka.start(settings)
     triton.start(settings)
     for worker in workers(settings, worker_count):

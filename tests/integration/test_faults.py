@@ -17,6 +17,7 @@ import cv2
 import pytest
 from confluent_kafka import Producer
 
+from streams import tokens
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -44,7 +45,10 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
     image = cv2.imencode(".jpg", cv2.resize(photo, (500, 334)))[1].tobytes()
     session = f"fault-triton-{uuid.uuid4().hex[:8]}"
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1})
-    start = SessionControl(session_id=session, action=SessionControl.ACTION_START, time_unix_us=time.time_ns() // 1000)
+    token = tokens.mint(settings.session_key(), session, ttl_s=600)
+    start = SessionControl(
+        session_id=session, action=SessionControl.ACTION_START, time_unix_us=time.time_ns() // 1000, session_token=token
+    )
     producer.produce(settings.control_topic, key=session.encode(), value=start.SerializeToString())
     producer.flush(30)
     stop = threading.Event()
@@ -61,6 +65,7 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
                 format=IMAGE_FORMAT_JPEG,
                 width=500,
                 height=334,
+                session_token=token,
             )
             producer.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString())
             producer.poll(0)

@@ -1,5 +1,6 @@
 """Bad input through the real broker and the real worker: each kind lands on the dead-letter topic with its
-reason and the original bytes, and the worker keeps rendering good frames afterwards."""
+reason and the original bytes (none at all without the shopper's consent), and the worker keeps rendering good
+frames afterwards. Forged, foreign, expired and missing session tokens are bad input too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streams import tokens
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -37,11 +39,17 @@ FRAME_REASONS = {
     "dimension_mismatch",
     "bad_client_keypoints",
     "unknown_item",
+    "missing_token",
+    "invalid_token",
+    "foreign_token",
+    "expired_token",
+    "no_consent",
 }
 
 
 def frame(session: str, image: bytes, width: int, height: int, **overrides: object) -> Frame:
     fields: dict[str, object] = dict(
+        session_token=tokens.mint(Settings().session_key(), session, ttl_s=600),
         session_id=session,
         sequence=0,
         capture_time_unix_us=time.time_ns() // 1000,
@@ -65,6 +73,7 @@ def test_each_kind_of_bad_input_is_dead_lettered_and_the_worker_keeps_going(stac
     nan_points = [Keypoint(x=float("nan"), y=1.0, visibility=1.0, presence=1.0)] * 33
     off_frame = [Keypoint(x=5000.0, y=1.0, visibility=1.0, presence=1.0)] * 33
     hour_ahead = time.time_ns() // 1000 + 3600 * 1_000_000
+    secret = stack.session_key()
 
     def bad(kind: str, **overrides: object) -> bytes:
         fields: dict[str, object] = {"session": key(kind), "image": photo, "width": 1000, "height": 667}
@@ -101,6 +110,20 @@ def test_each_kind_of_bad_input_is_dead_lettered_and_the_worker_keeps_going(stac
         ),
         "unsupported_format": (bad("unsupported_format", format=IMAGE_FORMAT_UNSPECIFIED), "unsupported_format"),
         "unknown_item": (bad("unknown_item", item_id="no-such-item"), "unknown_item"),
+        "missing_token": (bad("missing_token", session_token=""), "missing_token"),
+        "forged_token": (
+            bad("forged_token", session_token=tokens.mint(b"guessed-key-0123456789", key("forged_token"), 600)),
+            "invalid_token",
+        ),
+        "foreign_token": (bad("foreign_token", session_token=tokens.mint(secret, key("good"), 600)), "foreign_token"),
+        "expired_token": (
+            bad("expired_token", session_token=tokens.mint(secret, key("expired_token"), -1)),
+            "expired_token",
+        ),
+        "no_consent": (
+            bad("no_consent", session_token=tokens.mint(secret, key("no_consent"), 600, consent=False)),
+            "no_consent",
+        ),
     }
     # Every reason validate() and the worker can give a frame is covered here.
     assert {reason for _, reason in cases.values()} == FRAME_REASONS
@@ -119,7 +142,8 @@ def test_each_kind_of_bad_input_is_dead_lettered_and_the_worker_keeps_going(stac
         assert letter is not None, f"no dead letter for {kind}"
         assert letter.reason == reason, f"{kind}: {letter.reason} ({letter.detail})"
         assert letter.detail
-        assert letter.value == (value or b"")  # the original record, unchanged
+        # The original record, unchanged; nothing of a frame the shopper did not consent to.
+        assert letter.value == (b"" if reason == "no_consent" else value or b"")
         assert letter.source_topic == stack.frames_topic
     assert by_key[key("control")].source_topic == stack.control_topic
 

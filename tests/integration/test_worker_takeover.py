@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
+from streams import tokens
 from streams.accounting import account
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -65,8 +66,9 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
     session = f"takeover-{uuid.uuid4().hex[:8]}"
     frames = noisy_frames(data_dir / "people" / "images" / "fr_biden_full_body.jpg", FRAMES)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1})
+    token = tokens.mint(settings.session_key(), session, ttl_s=600)
     control = SessionControl(
-        session_id=session, action=SessionControl.ACTION_START, time_unix_us=time.time_ns() // 1000
+        session_id=session, action=SessionControl.ACTION_START, time_unix_us=time.time_ns() // 1000, session_token=token
     )
     producer.produce(settings.control_topic, key=session.encode(), value=control.SerializeToString())
     producer.flush(30)
@@ -84,6 +86,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
                 width=width,
                 height=height,
                 item_id=ITEM,
+                session_token=token,
             )
             producer.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString())
             producer.poll(0)
@@ -96,7 +99,12 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
                 assert killed_pid in ours, f"{killed_pid} is not one of the workers this test started: {ours}"
                 os.kill(killed_pid, signal.SIGKILL)
                 killed_at_us = time.time_ns() // 1000
-        end = SessionControl(session_id=session, action=SessionControl.ACTION_END, time_unix_us=time.time_ns() // 1000)
+        end = SessionControl(
+            session_id=session,
+            action=SessionControl.ACTION_END,
+            time_unix_us=time.time_ns() // 1000,
+            session_token=token,
+        )
         producer.produce(settings.control_topic, key=session.encode(), value=end.SerializeToString())
         assert producer.flush(30) == 0
 

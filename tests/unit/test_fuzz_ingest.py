@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from streams import tokens
 from streams.errors import BadInput
 from streams.imageheader import BadImage, image_size
 from streams.metrics import Metrics
@@ -33,6 +34,8 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_heal
 SETTINGS = Settings(max_image_bytes=4000, max_image_side=640, frame_max_age_s=2.0)
 JPEG = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
 PNG = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+KEY = SETTINGS.session_key()
+TOKEN = tokens.mint(KEY, "s1", ttl_s=3600)  # a valid token: the examples below reach the checks behind it
 
 numbers = st.floats(allow_nan=True, allow_infinity=True, width=32)
 keypoint = st.builds(Keypoint, x=numbers, y=numbers, visibility=numbers, presence=numbers)
@@ -72,7 +75,7 @@ def test_image_headers_give_a_size_or_a_reason(data: bytes) -> None:
 @given(st.binary(max_size=512))
 def test_any_record_value_is_a_frame_or_a_reason(value: bytes) -> None:
     try:
-        validate(Record("vto.frames.v1", 0, 0, b"s1", value), SETTINGS)
+        validate(Record("vto.frames.v1", 0, 0, b"s1", value), SETTINGS, KEY)
     except BadInput as exc:
         assert exc.reason and exc.detail
 
@@ -85,9 +88,10 @@ def test_any_record_value_is_a_frame_or_a_reason(value: bytes) -> None:
     height=st.integers(-5, 70_000),
     ahead_s=st.floats(-10, 7200),
     points=st.lists(keypoint, max_size=40),
+    token=st.one_of(st.just(TOKEN), mutated(TOKEN.encode()).map(lambda b: b.decode(errors="replace"))),
 )
 def test_an_accepted_frame_keeps_every_invariant_the_later_stages_rely_on(
-    image: bytes, fmt: int, width: int, height: int, ahead_s: float, points: list[Keypoint]
+    image: bytes, fmt: int, width: int, height: int, ahead_s: float, points: list[Keypoint], token: str
 ) -> None:
     frame = Frame(
         session_id="s1",
@@ -98,12 +102,14 @@ def test_an_accepted_frame_keeps_every_invariant_the_later_stages_rely_on(
         width=max(width, 0),
         height=max(height, 0),
         client_keypoints=points,
+        session_token=token,
     )
     try:
-        got = validate(Record("vto.frames.v1", 0, 0, b"s1", frame.SerializeToString()), SETTINGS)
+        got = validate(Record("vto.frames.v1", 0, 0, b"s1", frame.SerializeToString()), SETTINGS, KEY)
     except BadInput as exc:
         assert exc.reason
         return
+    assert got.session_token == TOKEN  # any change to a signed token is refused
     assert image_size(got.image) == (got.width, got.height)  # Triton's decode gets what was declared
     assert 0 < got.width <= SETTINGS.max_image_side and 0 < got.height <= SETTINGS.max_image_side
     assert got.capture_time_unix_us / 1e6 - time.time() <= SETTINGS.max_clock_skew_s
@@ -124,11 +130,18 @@ controls = st.builds(
 )
 
 
+def signed(control: SessionControl) -> SessionControl:
+    """Most controls carry a valid token for their session, so the checks behind it are reached too."""
+    if control.share_measurements or control.session_id:
+        control.session_token = tokens.mint(KEY, control.session_id, ttl_s=3600)
+    return control
+
+
 @FUZZ
 @given(
     st.one_of(
         st.binary(max_size=256).map(lambda b: (b"s1", b)),
-        controls.map(lambda c: (c.session_id.encode(), c.SerializeToString())),
+        controls.map(signed).map(lambda c: (c.session_id.encode(), c.SerializeToString())),
     )
 )
 def test_a_control_record_is_an_event_a_profile_or_a_dead_letter(keyed: tuple[bytes, bytes]) -> None:

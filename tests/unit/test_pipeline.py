@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streams import tokens
 from streams.errors import BadInput, InferenceUnavailable
 from streams.inference import TryOnRequest, TryOnResult
 from streams.metrics import Metrics
@@ -46,6 +47,7 @@ def frame(session: str = "s1", seq: int = 0, **overrides: object) -> Frame:
         item_id="tee",
     )
     fields.update(overrides)
+    fields.setdefault("session_token", tokens.mint(SETTINGS.session_key(), str(fields["session_id"]), ttl_s=600))
     return Frame(**fields)  # type: ignore[arg-type]
 
 
@@ -146,14 +148,14 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 )
 def test_validate_rejects_each_kind_of_bad_frame(value: bytes | None, key: bytes, reason: str) -> None:
     with pytest.raises(BadInput) as info:
-        validate(record(value, key), SETTINGS)
+        validate(record(value, key), SETTINGS, SETTINGS.session_key())
     assert info.value.reason == reason
     assert info.value.detail
 
 
 def test_validate_accepts_a_good_frame_with_client_keypoints() -> None:
     good = frame(client_keypoints=[Keypoint(x=1, y=2)] * 33)
-    assert validate(record(good.SerializeToString()), SETTINGS) == good
+    assert validate(record(good.SerializeToString()), SETTINGS, SETTINGS.session_key()) == good
 
 
 async def test_bad_records_go_to_dead_letters_and_good_ones_still_render() -> None:
@@ -262,8 +264,14 @@ async def test_each_sessions_frames_leave_in_order_while_inferred_concurrently()
     assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]  # ... published in record order
 
 
+def signed(control: SessionControl) -> SessionControl:
+    control.session_token = tokens.mint(SETTINGS.session_key(), control.session_id, ttl_s=600)
+    return control
+
+
 def _control(action: int, session: str = "s1", item: str = "tee", **profile: object) -> Record:
-    msg = SessionControl(session_id=session, action=action, item_id=item, **profile)  # type: ignore[arg-type]
+    token = tokens.mint(SETTINGS.session_key(), session, ttl_s=600)
+    msg = SessionControl(session_id=session, action=action, item_id=item, session_token=token, **profile)  # type: ignore[arg-type]
     return Record("vto.session-control.v1", 0, 0, session.encode(), msg.SerializeToString())
 
 
@@ -356,10 +364,12 @@ async def test_a_start_handled_after_the_sessions_first_frames_does_not_wipe_the
     pipeline, _ = make(FakeTryOn())
     started = time.time_ns() // 1000
     await pipeline.handle_frames([record(frame(capture_time_unix_us=started + 1000).SerializeToString())])
-    late = SessionControl(session_id="s1", action=SessionControl.ACTION_START, item_id="tee", time_unix_us=started)
+    late = signed(
+        SessionControl(session_id="s1", action=SessionControl.ACTION_START, item_id="tee", time_unix_us=started)
+    )
     pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", late.SerializeToString()))
     assert pipeline.sessions["s1"].perception == b"1"  # the frame's tracking state survived the late START
-    again = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 5000)
+    again = signed(SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 5000))
     pipeline.handle_control(Record("vto.session-control.v1", 0, 1, b"s1", again.SerializeToString()))
     assert pipeline.sessions["s1"].perception == b""  # a START after the frames: a new session
 
@@ -582,7 +592,7 @@ async def test_frames_the_end_overtook_are_rendered_without_reopening_the_sessio
     pipeline, metrics = make(tryon)
     started = time.time_ns() // 1000
     await pipeline.handle_frames([record(frame(capture_time_unix_us=started).SerializeToString())])
-    end = SessionControl(session_id="s1", action=SessionControl.ACTION_END, time_unix_us=started + 2000)
+    end = signed(SessionControl(session_id="s1", action=SessionControl.ACTION_END, time_unix_us=started + 2000))
     out = pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", end.SerializeToString()))
     assert out.states == [(0, b"s1", None)]
     late = frame(seq=1, capture_time_unix_us=started + 1000)  # captured before the END, handled after it
@@ -591,7 +601,7 @@ async def test_frames_the_end_overtook_are_rendered_without_reopening_the_sessio
     assert tryon.requests[-1].state == b"1"  # with the session's tracking state
     assert out.events == [] and out.states == []  # no second TRY_ON_RENDERED, the tombstone stays last
     photo = "s2"  # a one-photo session whose END overtakes its only frame: that frame's event still goes out
-    end2 = SessionControl(session_id=photo, action=SessionControl.ACTION_END, time_unix_us=started + 2000)
+    end2 = signed(SessionControl(session_id=photo, action=SessionControl.ACTION_END, time_unix_us=started + 2000))
     pipeline.handle_control(Record("vto.session-control.v1", 0, 2, photo.encode(), end2.SerializeToString()))
     only = frame(session=photo, capture_time_unix_us=started + 1000)
     out = await pipeline.handle_frames([record(only.SerializeToString(), key=photo.encode(), offset=3)])
@@ -604,7 +614,7 @@ async def test_frames_the_end_overtook_are_rendered_without_reopening_the_sessio
     pipeline.forgotten_at = 0  # (and the once-a-second clear-out is due)
     await pipeline.handle_frames([])
     assert "s1" not in pipeline.sessions
-    restart = SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 4000)
+    restart = signed(SessionControl(session_id="s1", action=SessionControl.ACTION_START, time_unix_us=started + 4000))
     pipeline.handle_control(Record("vto.session-control.v1", 0, 1, b"s1", restart.SerializeToString()))
     out = await pipeline.handle_frames([record(frame(seq=0, capture_time_unix_us=started + 5000).SerializeToString())])
     assert len(out.rendered) == 1 and len(out.events) == 1  # a new START opens the session again
@@ -743,3 +753,35 @@ async def test_a_new_sessions_first_batch_counts_it_once_against_the_limit() -> 
     await pipeline.handle_frames(first)  # three frames before any was inferred: still one session
     out = await pipeline.handle_frames([record(frame(session="b").SerializeToString(), key=b"b")])
     assert RenderedFrame.FromString(out.rendered[0][1]).status == RenderedFrame.STATUS_OK
+
+
+async def test_a_frame_without_a_valid_token_for_its_session_is_refused_before_inference() -> None:
+    tryon = FakeTryOn()
+    pipeline, _ = make(tryon)
+    key = SETTINGS.session_key()
+    cases = {
+        "missing_token": frame(session_token=""),
+        "invalid_token": frame(session_token=tokens.mint(b"another-key-0123456789", "s1", ttl_s=600)),
+        "foreign_token": frame(session_token=tokens.mint(key, "someone-else", ttl_s=600)),
+        "expired_token": frame(session_token=tokens.mint(key, "s1", ttl_s=-1)),
+        "no_consent": frame(session_token=tokens.mint(key, "s1", ttl_s=600, consent=False)),
+    }
+    out = await pipeline.handle_frames([record(f.SerializeToString(), offset=i) for i, f in enumerate(cases.values())])
+    letters = [DeadLetter.FromString(v) for _, v in out.dead_letters]
+    assert [d.reason for d in letters] == list(cases)
+    assert all(d.value for d in letters if d.reason != "no_consent")  # kept for triage, a day
+    assert [d.value for d in letters if d.reason == "no_consent"] == [b""]  # nothing of the frame is kept
+    assert out.rendered == [] and tryon.requests == []
+    assert len(out.outcomes) == len(cases)
+    ok = await pipeline.handle_frames([record(frame().SerializeToString(), offset=9)])
+    assert len(ok.rendered) == 1  # the session's own token still works
+
+
+def test_a_control_record_with_another_sessions_token_is_refused() -> None:
+    pipeline, _ = make(FakeTryOn())
+    theirs = tokens.mint(SETTINGS.session_key(), "victim", ttl_s=600)
+    end = SessionControl(session_id="victim", action=SessionControl.ACTION_END, session_token=theirs)
+    assert pipeline.handle_control(Record("c", 0, 0, b"victim", end.SerializeToString())).events  # the owner's END
+    forged = SessionControl(session_id="s2", action=SessionControl.ACTION_END, session_token=theirs)
+    out = pipeline.handle_control(Record("c", 0, 1, b"s2", forged.SerializeToString()))
+    assert out.events == [] and DeadLetter.FromString(out.dead_letters[0][1]).reason == "foreign_token"

@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from streams.cli import main
-from streams.settings import Settings
+from streams.errors import ConfigError
+from streams.settings import Settings, get_settings
+from streams.stack import embedded
 
 
 def test_environment_variables_override_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,3 +30,37 @@ def test_config_table_lists_every_variable(capsys: pytest.CaptureFixture[str]) -
     table = capsys.readouterr().out
     for name in Settings.model_fields:
         assert f"`VTO_{name.upper()}`" in table
+
+
+def test_vto_config_values_mask_the_session_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VTO_SESSION_SECRET", "do-not-print-me-0123456789")
+    monkeypatch.setenv("VTO_TOPIC_PARTITIONS", "12")
+    get_settings.cache_clear()
+    try:
+        assert main(["config", "--values"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "do-not-print-me" not in out and "VTO_SESSION_SECRET=**********" in out
+    assert "VTO_TOPIC_PARTITIONS=12" in out
+
+
+def test_the_embedded_stack_writes_a_private_key_once_and_every_process_reads_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("VTO_SESSION_SECRET", raising=False)
+    settings = Settings(run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="VTO_SESSION_SECRET"):
+        settings.session_key()  # no key: a worker would refuse to start
+    embedded.ensure_session_secret(settings)
+    key = settings.session_key()
+    assert len(key) == 64 and (tmp_path / "session-secret").stat().st_mode & 0o777 == 0o600
+    embedded.ensure_session_secret(settings)
+    assert Settings(run_dir=tmp_path).session_key() == key  # kept across stack restarts: tokens stay valid
+    mounted = tmp_path / "mounted"
+    mounted.write_text("a-key-from-a-kubernetes-secret\n")
+    assert Settings(session_secret_file=mounted).session_key() == b"a-key-from-a-kubernetes-secret"
+    with pytest.raises(ConfigError):
+        Settings(session_secret="short").session_key()

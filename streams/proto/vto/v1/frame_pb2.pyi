@@ -35,6 +35,7 @@ class Frame(_message.Message):
     HEIGHT_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
     CLIENT_KEYPOINTS_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     """per session, increasing"""
@@ -48,6 +49,8 @@ class Frame(_message.Message):
     height: _builtins.int
     item_id: _builtins.str
     """catalogue item the shopper is trying on"""
+    session_token: _builtins.str
+    """Signed by the shop's backend for this session, with the shopper's consent (streams/tokens.py); required."""
     @_builtins.property
     def client_keypoints(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Keypoint]:
         """Keypoints computed on the device by clients that run pose themselves (33 or none)."""
@@ -65,10 +68,11 @@ class Frame(_message.Message):
         height: _builtins.int = ...,
         item_id: _builtins.str = ...,
         client_keypoints: _abc.Iterable[_common_pb2.Keypoint] | None = ...,
+        session_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "client_keypoints", b"client_keypoints", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "sequence", b"sequence", "session_id", b"session_id", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "client_keypoints", b"client_keypoints", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "sequence", b"sequence", "session_id", b"session_id", "session_token", b"session_token", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -36,6 +36,8 @@ class SessionControl(_message.Message):
         ACTION_END: SessionControl._Action.ValueType  # 3
         ACTION_SET_FIT_PROFILE: SessionControl._Action.ValueType  # 4
         """height_cm, fit and share_measurements changed (START may carry them too)"""
+        ACTION_ERASE: SessionControl._Action.ValueType  # 5
+        """forget the session: its state and its try-on events (tombstones), at once"""
 
     class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
     ACTION_UNSPECIFIED: SessionControl.Action.ValueType  # 0
@@ -44,6 +46,8 @@ class SessionControl(_message.Message):
     ACTION_END: SessionControl.Action.ValueType  # 3
     ACTION_SET_FIT_PROFILE: SessionControl.Action.ValueType  # 4
     """height_cm, fit and share_measurements changed (START may carry them too)"""
+    ACTION_ERASE: SessionControl.Action.ValueType  # 5
+    """forget the session: its state and its try-on events (tombstones), at once"""
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
@@ -52,6 +56,7 @@ class SessionControl(_message.Message):
     HEIGHT_CM_FIELD_NUMBER: _builtins.int
     FIT_FIELD_NUMBER: _builtins.int
     SHARE_MEASUREMENTS_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     action: Global___SessionControl.Action.ValueType
     item_id: _builtins.str
@@ -62,6 +67,8 @@ class SessionControl(_message.Message):
     """regular / loose / tight"""
     share_measurements: _builtins.bool
     """consent: body measurements may go to analytics with the fit advice"""
+    session_token: _builtins.str
+    """as on Frame; required"""
     def __init__(
         self,
         *,
@@ -72,10 +79,11 @@ class SessionControl(_message.Message):
         height_cm: _builtins.float = ...,
         fit: _fit_advice_pb2.FitPreference.ValueType = ...,
         share_measurements: _builtins.bool = ...,
+        session_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "session_id", b"session_id", "share_measurements", b"share_measurements", "time_unix_us", b"time_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "session_id", b"session_id", "session_token", b"session_token", "share_measurements", b"share_measurements", "time_unix_us", b"time_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -365,6 +365,8 @@ class SessionState(_message.Message):
     FIT_FIELD_NUMBER: _builtins.int
     SHARE_MEASUREMENTS_FIELD_NUMBER: _builtins.int
     ADVISED_FIELD_NUMBER: _builtins.int
+    EVENTS_SENT_FIELD_NUMBER: _builtins.int
+    ENDED_UNIX_US_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     """last frame folded into this state"""
@@ -382,6 +384,10 @@ class SessionState(_message.Message):
     share_measurements: _builtins.bool
     advised: _builtins.str
     """the last TYPE_FIT_ADVICE event sent (item, size, runner-up, consent, confidence)"""
+    events_sent: _builtins.int
+    """try-on events keyed <session_id>/<n> for n < events_sent (erasure tombstones them)"""
+    ended_unix_us: _builtins.int
+    """when the session ended (END); 0 while it is open"""
     @_builtins.property
     def rendered_items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """items that already had their TRY_ON_RENDERED event"""
@@ -402,10 +408,12 @@ class SessionState(_message.Message):
         fit: _fit_advice_pb2.FitPreference.ValueType = ...,
         share_measurements: _builtins.bool = ...,
         advised: _builtins.str = ...,
+        events_sent: _builtins.int = ...,
+        ended_unix_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advised", b"advised", "capture_time_unix_us", b"capture_time_unix_us", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "perception", b"perception", "pose_found", b"pose_found", "pose_seen", b"pose_seen", "rendered_items", b"rendered_items", "sequence", b"sequence", "session_id", b"session_id", "share_measurements", b"share_measurements", "updated_unix_us", b"updated_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advised", b"advised", "capture_time_unix_us", b"capture_time_unix_us", "ended_unix_us", b"ended_unix_us", "events_sent", b"events_sent", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "perception", b"perception", "pose_found", b"pose_found", "pose_seen", b"pose_seen", "rendered_items", b"rendered_items", "sequence", b"sequence", "session_id", b"session_id", "share_measurements", b"share_measurements", "updated_unix_us", b"updated_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,6 +42,8 @@ class TryOnEvent(_message.Message):
         TYPE_SESSION_ENDED: TryOnEvent._Type.ValueType  # 6
         TYPE_FIT_ADVICE: TryOnEvent._Type.ValueType  # 7
         """the size advice changed (size, runner-up, or confidence by 0.1 or more)"""
+        TYPE_SESSION_ERASED: TryOnEvent._Type.ValueType  # 8
+        """erasure was asked for: sinks forget the session too (its events here are gone)"""
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     TYPE_UNSPECIFIED: TryOnEvent.Type.ValueType  # 0
@@ -56,6 +58,8 @@ class TryOnEvent(_message.Message):
     TYPE_SESSION_ENDED: TryOnEvent.Type.ValueType  # 6
     TYPE_FIT_ADVICE: TryOnEvent.Type.ValueType  # 7
     """the size advice changed (size, runner-up, or confidence by 0.1 or more)"""
+    TYPE_SESSION_ERASED: TryOnEvent.Type.ValueType  # 8
+    """erasure was asked for: sinks forget the session too (its events here are gone)"""
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
