@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--fit", choices=["regular", "loose", "tight"], default="regular", help="fit preference")
     send.add_argument("--share-measurements", action="store_true", help="consent: measurements may go to analytics")
     send.add_argument("--token", default="", help="session token from the shop's backend (default: minted here)")
+    erase = sub.add_parser("erase", help="erase a session: its state and try-on events (docs/privacy.md)")
+    erase.add_argument("--session", required=True)
+    erase.add_argument("--token", default="", help="session token (default: minted here from the key)")
     token = sub.add_parser("token", help="mint a signed session token (what the shop's backend gives a client)")
     token.add_argument("--session", required=True)
     token.add_argument("--ttl-s", type=int, help="lifetime in seconds (default VTO_SESSION_TOKEN_TTL_S)")
@@ -392,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
                 settings, frames_of(args.path), args.session, args.fps, args.item, profile=profile, token=args.token
             )
             print(f"sent {len(sent)} frames of session {args.session} to {settings.frames_topic}")
+        elif args.command == "erase":
+            from streams.sender import erase as erase_session
+
+            erase_session(settings, args.session, args.token)
+            print(f"erasure of session {args.session} requested on {settings.control_topic}")
         elif args.command == "token":
             from streams import tokens
 

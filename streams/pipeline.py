@@ -54,6 +54,7 @@ KNOWN_ACTIONS = (
     SessionControl.ACTION_SELECT_ITEM,
     SessionControl.ACTION_END,
     SessionControl.ACTION_SET_FIT_PROFILE,
+    SessionControl.ACTION_ERASE,
 )
 ACTIVE_WINDOW_US = 30_000_000  # a session with a frame in the last 30 s counts against max_active_sessions
 NOTICE_INTERVAL_US = 1_000_000  # at most one refusal notice a second per session
@@ -62,6 +63,9 @@ ADVICE_KEY_SEPARATOR = "\x1f"  # ASCII unit separator: cannot appear in an item 
 # Per worker; least recently seen sessions are forgotten first (their state is on the state topic). A session's
 # state is ~32 KB with face tracking, so 10 000 sessions bound it to ~320 MB.
 MAX_SESSIONS = 10_000
+# Sessions that left memory (ended, or evicted) keep how many events they sent, ~100 bytes each: erasure needs it,
+# and so does the numbering of their next events (keys must never repeat on the compacted topic). 200 000: ~20 MB.
+MAX_COUNTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ class Outputs:
     """What a batch produced, by destination topic: (key, value) pairs in the order they must be sent."""
 
     rendered: list[tuple[bytes, bytes]] = field(default_factory=list)
-    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # (partition, key <session_id>/<n>, TryOnEvent or None for a tombstone): the session's frames partition
+    events: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     # (partition, key, SessionState or None for a tombstone): written to the state topic's same partition
     states: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
@@ -112,7 +117,10 @@ class SessionState:
     fit: int = FitPreference.FIT_PREFERENCE_UNSPECIFIED
     share_measurements: bool = False
     advised: str = ""  # the last advice sent as an event: item, size, runner-up, consent, confidence
-    ended_us: int = 0  # time of the session's END (0: open); in memory only, the state topic has its tombstone
+    events_sent: int = 0  # its events are keyed <session_id>/<n>, n < events_sent: what erasure tombstones
+    ended_us: int = 0  # time of the session's END (0: open)
+    erased: bool = False  # erasure was asked for: nothing more of it is handled or written (in memory only)
+    partition: int = 0  # its frames partition, where its events and state go (in memory only)
     seen_us: int = 0  # when its last frame was admitted (in memory only)
     tokens: float = 0.0  # rate limit: frames it may still send now, refilled at max_session_fps
     tokens_us: int = 0
@@ -136,6 +144,19 @@ class SessionState:
             fit=self.fit,  # type: ignore[arg-type]
             share_measurements=self.share_measurements,
             advised=self.advised,
+            events_sent=self.events_sent,
+        )
+
+    def ended_message(self, session_id: str) -> SessionStateMessage:
+        """What an ended session leaves on the state topic: enough to refuse its late frames and to erase its
+        events; no tracking state, no profile, no measurements."""
+        return SessionStateMessage(
+            session_id=session_id,
+            item_id=self.item_id,
+            rendered_items=sorted(self.rendered_items),
+            events_sent=self.events_sent,
+            ended_unix_us=self.ended_us,
+            updated_unix_us=now_us(),
         )
 
     @classmethod
@@ -151,6 +172,8 @@ class SessionState:
             fit=msg.fit,
             share_measurements=msg.share_measurements,
             advised=msg.advised,
+            events_sent=msg.events_sent,
+            ended_us=msg.ended_unix_us,
         )
 
 
@@ -241,13 +264,18 @@ class FramePipeline:
         self.active_count = 0  # sessions with a frame in ACTIVE_WINDOW_US when last counted, plus admitted since
         self.active_counted_us = 0
         self.forgotten_at = 0  # when ended sessions were last cleared out
+        self.counts: OrderedDict[str, int] = OrderedDict()  # session not in memory -> events it sent
 
     # -- state ------------------------------------------------------------------------------------------
     def _session(self, session_id: str) -> SessionState:
-        state = self.sessions.pop(session_id, None) or SessionState()
+        state = self.sessions.pop(session_id, None)
+        if state is None:  # new, or back after leaving memory: its events go on numbering where they stopped
+            state = SessionState(events_sent=self.counts.pop(session_id, 0))
         self.sessions[session_id] = state
         while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
+            evicted, old = self.sessions.popitem(last=False)
+            if not old.erased:
+                self._remember_count(evicted, old.events_sent)
         return state
 
     def _event(
@@ -265,7 +293,9 @@ class FramePipeline:
         if frame is not None:
             event.capture_time_unix_us = frame.capture_time_unix_us
             event.sequence = frame.sequence
-        out.events.append((session_id.encode(), event.SerializeToString()))
+        state = self._session(session_id)
+        out.events.append((state.partition, f"{session_id}/{state.events_sent}".encode(), event.SerializeToString()))
+        state.events_sent += 1
         self.metrics.events.labels(TryOnEvent.Type.Name(kind)).inc()
 
     def _dead_letter(self, out: Outputs, record: Record, error: BadInput) -> None:
@@ -310,6 +340,9 @@ class FramePipeline:
                 self._drop(out, record, frame, "stale")
                 continue
             known = self.sessions.get(frame.session_id)
+            if known is not None and known.erased:
+                self._drop(out, record, frame, "session_erased")  # in flight when erasure was asked: not handled
+                continue
             if known is not None and known.ended_us and frame.capture_time_unix_us > known.ended_us:
                 # Captured after its session's END, with no new START: nothing is open to render it into.
                 self._drop(out, record, frame, "session_ended")
@@ -345,7 +378,7 @@ class FramePipeline:
         await asyncio.gather(*(session_chain(indices) for indices in by_session.values()))
         touched: dict[str, int] = {}
         for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
-            touched[frame.session_id] = record.partition
+            touched[frame.session_id] = self._session(frame.session_id).partition = record.partition
             if isinstance(result, BadInput):
                 self._reject(out, record, result, frame)
             elif isinstance(result, InferenceUnavailable):
@@ -599,7 +632,15 @@ class FramePipeline:
         self.forgotten_at = now_us()
         horizon = now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6)
         for sid in [sid for sid, state in self.sessions.items() if state.ended_us and state.ended_us < horizon]:
-            del self.sessions[sid]
+            state = self.sessions.pop(sid)
+            if not state.erased:
+                self._remember_count(sid, state.events_sent)
+
+    def _remember_count(self, session_id: str, events_sent: int) -> None:
+        self.counts.pop(session_id, None)
+        self.counts[session_id] = events_sent
+        while len(self.counts) > MAX_COUNTS:
+            self.counts.popitem(last=False)
 
     # -- session control --------------------------------------------------------------------------------
     def handle_control(self, record: Record) -> Outputs:
@@ -633,14 +674,23 @@ class FramePipeline:
             self._dead_letter(out, record, exc)
             return out
         sid = control.session_id
+        if control.action == SessionControl.ACTION_ERASE:
+            self._erase(out, record.partition, sid)
+            return out
+        if self.sessions.get(sid, SessionState()).erased:
+            self._dead_letter(out, record, BadInput("session_erased", "the session was erased; start a new one"))
+            return out
+        self._session(sid).partition = record.partition
         if control.action == SessionControl.ACTION_START:
             known = self.sessions.get(sid)
             # A (re)started session tracks afresh, unless this START is older than frames already handled (the
             # control and frame topics are consumed independently): wiping their state would replay the track.
             if known is None or not control.time_unix_us or control.time_unix_us >= known.capture_time_unix_us:
                 self.sessions.pop(sid, None)
+                if known is not None:
+                    self._remember_count(sid, known.events_sent)  # a restart numbers its events on
             state = self._session(sid)
-            state.item_id = control.item_id
+            state.item_id, state.partition = control.item_id, record.partition
             state.set_profile(control)
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
             self._save_state(out, record.partition, sid)
@@ -661,15 +711,32 @@ class FramePipeline:
                 self.active_count = max(0, self.active_count - 1)  # its place is free for a new session
             state.ended_us = control.time_unix_us or now_us()
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
-            out.states.append((record.partition, sid.encode(), None))  # tombstone: compaction forgets it
+            self._save_state(out, record.partition, sid)  # its tracking state and profile are gone from the topic
         return out
+
+    def _erase(self, out: Outputs, partition: int, session_id: str) -> None:
+        """Erasure on request (GDPR art. 17): tombstones for every try-on event the session sent and for its
+        state, on their compacted topics; a TYPE_SESSION_ERASED event tells analytics sinks to forget it too;
+        frames of it still in flight are dropped (`session_erased`)."""
+        state = self.sessions.pop(session_id, None)
+        sent = state.events_sent if state is not None else self.counts.get(session_id, 0)
+        self.counts.pop(session_id, None)
+        if state is not None and state.seen_us and not state.ended_us:
+            self.active_count = max(0, self.active_count - 1)
+        for n in range(sent):
+            out.events.append((partition, f"{session_id}/{n}".encode(), None))
+        erased = TryOnEvent(session_id=session_id, type=TryOnEvent.TYPE_SESSION_ERASED, event_time_unix_us=now_us())
+        out.events.append((partition, f"{session_id}/erased".encode(), erased.SerializeToString()))
+        self.metrics.events.labels("TYPE_SESSION_ERASED").inc()
+        out.states.append((partition, session_id.encode(), None))
+        self.sessions[session_id] = SessionState(ended_us=now_us(), erased=True, partition=partition)
 
     # -- state topic ------------------------------------------------------------------------------------
     def _save_state(self, out: Outputs, partition: int, session_id: str) -> None:
         state = self._session(session_id)
-        if state.ended_us:
-            return  # its tombstone is on the state topic already
-        message = state.to_message(session_id)
+        if state.erased:
+            return  # its tombstone is the last record it has
+        message = state.ended_message(session_id) if state.ended_us else state.to_message(session_id)
         out.states.append((partition, session_id.encode(), message.SerializeToString()))
 
     def restore(self, values: list[tuple[bytes, bytes | None]]) -> int:
@@ -686,9 +753,14 @@ class FramePipeline:
                 log.warning("ignoring an unreadable session state for %s", session_id)
                 continue
             self.sessions.pop(session_id, None)
-            self.sessions[session_id] = SessionState.from_message(message)
+            state = SessionState.from_message(message)
+            if state.ended_us and state.ended_us < now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6):
+                self._remember_count(session_id, state.events_sent)  # long over: only erasure needs it
+            else:
+                self.sessions[session_id] = state
             restored += 1
         while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
+            evicted, old = self.sessions.popitem(last=False)
+            self._remember_count(evicted, old.events_sent)
         self.metrics.sessions_restored.inc(restored)
         return restored

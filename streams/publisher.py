@@ -77,7 +77,7 @@ class Out:
 def records(out: Outputs, settings: Settings) -> list[Out]:
     """A batch's outputs in the order they are sent (states last: a state accounts for its frames)."""
     listed = [Out(settings.rendered_topic, "rendered", k, v) for k, v in out.rendered]
-    listed += [Out(settings.events_topic, "events", k, v) for k, v in out.events]
+    listed += [Out(settings.events_topic, "events", k, v, p) for p, k, v in out.events]
     listed += [Out(settings.dead_letter_topic, "dead_letter", k, v) for k, v in out.dead_letters]
     listed += [Out(settings.outcomes_topic, "outcomes", k, v) for k, v in out.outcomes]
     listed += [Out(settings.state_topic, "state", k, v, p) for p, k, v in out.states]

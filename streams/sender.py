@@ -148,3 +148,15 @@ def send(
     if prod.flush(30) != 0 or errors:
         raise VTOError(f"Kafka did not take every frame: {errors[:3] or 'flush timed out'}")
     return sent
+
+
+def erase(settings: Settings, session: str, token: str = "") -> None:
+    """`vto erase`: ask for a session's erasure (SessionControl ACTION_ERASE; docs/privacy.md)."""
+    token = token or tokens.mint(settings.session_key(), session, settings.session_token_ttl_s)
+    msg = SessionControl(
+        session_id=session, action=SessionControl.ACTION_ERASE, time_unix_us=time.time_ns() // 1000, session_token=token
+    )
+    prod = producer(settings)
+    prod.produce(settings.control_topic, key=session.encode(), value=msg.SerializeToString())
+    if prod.flush(30) != 0:
+        raise VTOError("Kafka did not acknowledge the erasure request")

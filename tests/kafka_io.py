@@ -18,6 +18,12 @@ def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, by
     assert producer.flush(30) == 0
 
 
+def events_of(session: str) -> Callable[[Message], bool]:
+    """Matches the try-on events of a session: keyed <session_id>/<n> (tombstones included)."""
+    prefix = f"{session}/".encode()
+    return lambda m: (m.key() or b"").startswith(prefix)
+
+
 def consume(
     settings: Settings,
     topic: str,

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from streams.errors import StackError
@@ -155,7 +157,6 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         "cleanup.policy": "delete",
     }
     day = str(24 * 3600 * 1000)
-    week = str(7 * 24 * 3600 * 1000)
     hour = str(3600 * 1000)  # segments of the day-long topics: gone within a day and an hour
     n = settings.topic_partitions
     return [
@@ -168,7 +169,21 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
             1,
             config={"cleanup.policy": "compact,delete", "retention.ms": day, "segment.ms": hour},
         ),
-        NewTopic(settings.events_topic, n, 1, config={"retention.ms": week, "segment.ms": day}),
+        # Try-on events keyed <session_id>/<n> on the session's frames partition: compacted so that erasure's
+        # tombstones remove a session's events (from disk within ~2 h: hourly segments, compaction lag 1 h); a day
+        # of them for sinks to consume (the warehouse is theirs), as long as the session states that erasure reads.
+        NewTopic(
+            settings.events_topic,
+            n,
+            1,
+            config={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": day,
+                "segment.ms": hour,
+                "max.compaction.lag.ms": hour,
+                "min.cleanable.dirty.ratio": "0.1",
+            },
+        ),
         # One FrameOutcome per frames record (no image): what `vto account` adds up.
         NewTopic(settings.outcomes_topic, n, 1, config={"retention.ms": day, "segment.ms": hour}),
         # One record per live session (tracking and filter state, no image): compacted, co-partitioned with
@@ -201,17 +216,31 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 def create_topics(settings: Settings) -> list[str]:
-    """Create missing topics; return the names created."""
+    """Create missing topics and bring existing ones to their declared configs (a new release may change them:
+    retention, compaction); return the names created."""
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
-    wanted = [t for t in topic_specs(settings) if t.topic not in existing]
-    if not wanted:
-        return []
-    for name, future in client.create_topics(wanted, request_timeout=30).items():
+    specs = topic_specs(settings)
+    wanted = [t for t in specs if t.topic not in existing]
+    present = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            t.topic,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in (t.config or {}).items()
+            ],
+        )
+        for t in specs
+        if t.topic in existing
+    ]
+    futures = {**(client.create_topics(wanted, request_timeout=30) if wanted else {})}
+    if present:
+        futures.update({r.name: f for r, f in client.incremental_alter_configs(present).items()})
+    for name, future in futures.items():
         try:
             future.result()
         except Exception as exc:
-            raise StackError(f"could not create topic {name}: {exc}") from exc
+            raise StackError(f"could not create or configure topic {name}: {exc}") from exc
     return [t.topic for t in wanted]
 
 

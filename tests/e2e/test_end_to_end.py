@@ -26,7 +26,7 @@ from streams.sender import frames_of, send
 from streams.settings import ROOT, Settings
 from streams.tryon.catalogue import Catalogue
 from streams.vision.blazepose import KEYPOINT_NAMES
-from tests.kafka_io import consume
+from tests.kafka_io import consume, events_of
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ def test_photo_session_renders_keypoints_on_the_person(stack: Settings, data_dir
     assert advice.scale == ScaleMethod.SCALE_METHOD_HEIGHT and advice.fit == FitPreference.FIT_PREFERENCE_LOOSE
     assert advice.measurements["chest"].value_cm > 0 and list(advice.reasons)
     # ... and to analytics once, without the shopper's measurements (no consent given).
-    events = consume(stack, stack.events_topic, lambda m: m.key() == session.encode(), count=4)
+    events = consume(stack, stack.events_topic, events_of(session), count=4)
     [shared] = [e.fit_advice for e in map(TryOnEvent.FromString, (m.value() for m in events)) if e.fit_advice.size]
     assert shared.size == advice.size and not shared.measurements and not shared.reasons
 
@@ -128,7 +128,7 @@ def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_di
     def ended(found: list[object]) -> bool:
         return any(TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)  # type: ignore[attr-defined]
 
-    events = consume(stack, stack.events_topic, lambda m: m.key() == session.encode(), count=3, until=ended)
+    events = consume(stack, stack.events_topic, events_of(session), count=3, until=ended)
     types = [TryOnEvent.FromString(m.value()).type for m in events]
     # The sneakers have a size chart: size advice events come too, whenever the advice changes.
     assert sorted(t for t in types if t != TryOnEvent.TYPE_FIT_ADVICE) == sorted(

@@ -27,7 +27,7 @@ from streams.proto.vto.v1.session_control_pb2 import SessionControl
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
 from streams.stack import embedded
-from tests.kafka_io import consume
+from tests.kafka_io import consume, events_of
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
 
         events = [
             TryOnEvent.FromString(m.value())
-            for m in consume(settings, settings.events_topic, ours, 0, timeout_s=60, until=ended)
+            for m in consume(settings, settings.events_topic, events_of(session), 0, timeout_s=60, until=ended)
         ]
         kinds = Counter((TryOnEvent.Type.Name(e.type), e.sequence) for e in events)
         assert [kind for kind, n in kinds.items() if n > 1] == [], "an event was published twice"

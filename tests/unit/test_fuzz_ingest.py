@@ -155,7 +155,7 @@ def test_a_control_record_is_an_event_a_profile_or_a_dead_letter(keyed: tuple[by
     if control.action == SessionControl.ACTION_SET_FIT_PROFILE:
         assert out.events == [] and len(out.states) == 1  # a profile change is state, not analytics
         return
-    assert [TryOnEvent.FromString(v).type for _, v in out.events] != [TryOnEvent.TYPE_UNSPECIFIED]
+    assert [TryOnEvent.FromString(v).type for _, _, v in out.events] != [TryOnEvent.TYPE_UNSPECIFIED]
     assert len(out.events) == 1 and len(out.states) == 1
 
 

@@ -14,7 +14,7 @@ from streams import tokens
 from streams.errors import BadInput, InferenceUnavailable
 from streams.inference import TryOnRequest, TryOnResult
 from streams.metrics import Metrics
-from streams.pipeline import FramePipeline, Record, validate
+from streams.pipeline import FramePipeline, Outputs, Record, validate
 from streams.pipeline import SessionState as WorkerSessionState
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_UNSPECIFIED, Keypoint
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
@@ -51,8 +51,8 @@ def frame(session: str = "s1", seq: int = 0, **overrides: object) -> Frame:
     return Frame(**fields)  # type: ignore[arg-type]
 
 
-def record(value: bytes | None, key: bytes | None = b"s1", offset: int = 0) -> Record:
-    return Record("vto.frames.v1", 0, offset, key, value)
+def record(value: bytes | None, key: bytes | None = b"s1", offset: int = 0, partition: int = 0) -> Record:
+    return Record("vto.frames.v1", partition, offset, key, value)
 
 
 class FakeTryOn:
@@ -191,7 +191,7 @@ async def test_try_on_event_once_per_item_and_pose_transitions() -> None:
 
     async def run(seq: int) -> list[int]:
         out = await pipeline.handle_frames([record(frame(seq=seq).SerializeToString(), offset=seq)])
-        return [TryOnEvent.FromString(v).type for _, v in out.events]
+        return [TryOnEvent.FromString(v).type for _, _, v in out.events]
 
     assert await run(0) == [TryOnEvent.TYPE_TRY_ON_RENDERED]
     assert await run(1) == []
@@ -269,16 +269,16 @@ def signed(control: SessionControl) -> SessionControl:
     return control
 
 
-def _control(action: int, session: str = "s1", item: str = "tee", **profile: object) -> Record:
+def _control(action: int, session: str = "s1", item: str = "tee", partition: int = 0, **profile: object) -> Record:
     token = tokens.mint(SETTINGS.session_key(), session, ttl_s=600)
     msg = SessionControl(session_id=session, action=action, item_id=item, session_token=token, **profile)  # type: ignore[arg-type]
-    return Record("vto.session-control.v1", 0, 0, session.encode(), msg.SerializeToString())
+    return Record("vto.session-control.v1", partition, 0, session.encode(), msg.SerializeToString())
 
 
 def test_session_control_becomes_analytics_events() -> None:
     pipeline, _ = make(FakeTryOn())
     types = [
-        TryOnEvent.FromString(pipeline.handle_control(_control(action)).events[0][1]).type
+        TryOnEvent.FromString(pipeline.handle_control(_control(action)).events[0][2]).type
         for action in (SessionControl.ACTION_START, SessionControl.ACTION_SELECT_ITEM, SessionControl.ACTION_END)
     ]
     assert types == [TryOnEvent.TYPE_SESSION_STARTED, TryOnEvent.TYPE_ITEM_SELECTED, TryOnEvent.TYPE_SESSION_ENDED]
@@ -374,14 +374,23 @@ async def test_a_start_handled_after_the_sessions_first_frames_does_not_wipe_the
     assert pipeline.sessions["s1"].perception == b""  # a START after the frames: a new session
 
 
-def test_start_resets_tracking_and_end_leaves_a_tombstone() -> None:
+def ended_stub(states: list[tuple[int, bytes, bytes | None]]) -> SessionState:
+    """The one state record written, which must be an ended session's: no tracking, profile or measurements."""
+    [(_, _, value)] = states
+    assert value is not None
+    stub = SessionState.FromString(value)
+    assert stub.ended_unix_us and not stub.perception and not stub.height_cm and not stub.fit
+    return stub
+
+
+def test_start_resets_tracking_and_end_leaves_only_what_erasure_needs() -> None:
     pipeline, _ = make(FakeTryOn())
     pipeline.sessions["s1"] = WorkerSessionState(perception=b"9")
-    out = pipeline.handle_control(_control(SessionControl.ACTION_START))
+    out = pipeline.handle_control(_control(SessionControl.ACTION_START, height_cm=170.0))
     assert pipeline.sessions["s1"].perception == b""
     assert [(p, k) for p, k, _ in out.states] == [(0, b"s1")]
     out = pipeline.handle_control(_control(SessionControl.ACTION_END))
-    assert out.states == [(0, b"s1", None)]
+    assert ended_stub(out.states).events_sent == 2  # STARTED, ENDED
 
 
 async def test_a_frame_already_in_the_restored_state_is_dropped_as_replayed_not_rendered_twice() -> None:
@@ -511,7 +520,7 @@ def test_plausible_fit_profiles_are_taken_and_a_refused_start_changes_nothing() 
     assert pipeline.sessions["s1"].perception == b"7"  # the refused START did not reset the session
     # END is not about the profile: a junk height on it still ends the session.
     out = pipeline.handle_control(_control(SessionControl.ACTION_END, height_cm=-5.0))
-    assert out.dead_letters == [] and out.states == [(0, b"s1", None)]
+    assert out.dead_letters == [] and ended_stub(out.states)
 
 
 def _advice(size: str, confidence: float, runner_up: str = "") -> FitAdvice:
@@ -542,7 +551,7 @@ async def test_size_advice_reaches_the_shopper_on_every_frame_and_analytics_when
         ("", False),
     ]
     assert shown[0].fit_advice.measurements["chest"].value_cm == pytest.approx(98.5)  # the shopper's own
-    events = [TryOnEvent.FromString(v) for _, v in out.events]
+    events = [TryOnEvent.FromString(v) for _, _, v in out.events]
     advice = [e.fit_advice for e in events if e.type == TryOnEvent.TYPE_FIT_ADVICE]
     # M 0.30 first; 0.35 is within 0.1 of it; 0.45 is not; then L (another size and a runner-up); L 0.5 drops M.
     assert [(a.size, a.runner_up, round(a.confidence, 2)) for a in advice] == [
@@ -562,7 +571,9 @@ async def test_measurements_go_to_analytics_only_with_consent() -> None:
     pipeline, _ = make(tryon)
     pipeline.handle_control(_control(SessionControl.ACTION_START, share_measurements=True))
     out = await pipeline.handle_frames([record(frame().SerializeToString())])
-    (advice,) = [TryOnEvent.FromString(v).fit_advice for _, v in out.events if TryOnEvent.FromString(v).fit_advice.size]
+    (advice,) = [
+        TryOnEvent.FromString(v).fit_advice for _, _, v in out.events if TryOnEvent.FromString(v).fit_advice.size
+    ]
     assert advice.measurements["chest"].value_cm == pytest.approx(98.5) and list(advice.reasons)
 
 
@@ -572,8 +583,8 @@ async def test_consent_given_mid_session_sends_the_measurements_without_waiting_
     out = await pipeline.handle_frames([record(frame().SerializeToString())])
     pipeline.handle_control(_control(SessionControl.ACTION_SET_FIT_PROFILE, share_measurements=True))
     out2 = await pipeline.handle_frames([record(frame(seq=1).SerializeToString())])
-    first = [TryOnEvent.FromString(v).fit_advice for _, v in out.events if TryOnEvent.FromString(v).fit_advice.size]
-    second = [TryOnEvent.FromString(v).fit_advice for _, v in out2.events]
+    first = [TryOnEvent.FromString(v).fit_advice for _, _, v in out.events if TryOnEvent.FromString(v).fit_advice.size]
+    second = [TryOnEvent.FromString(v).fit_advice for _, _, v in out2.events]
     assert not first[0].measurements and second[0].measurements["chest"].value_cm == pytest.approx(98.5)
 
 
@@ -583,7 +594,7 @@ async def test_a_restored_session_does_not_repeat_the_advice_event() -> None:
     second, _ = make(FakeTryOn(advice=[_advice("M", 0.62)]))
     second.restore([(k, v) for _, k, v in out.states])
     out2 = await second.handle_frames([record(frame(seq=1).SerializeToString())])
-    assert [TryOnEvent.FromString(v).type for _, v in out2.events] == []
+    assert [TryOnEvent.FromString(v).type for _, _, v in out2.events] == []
 
 
 async def test_frames_the_end_overtook_are_rendered_without_reopening_the_session() -> None:
@@ -594,19 +605,20 @@ async def test_frames_the_end_overtook_are_rendered_without_reopening_the_sessio
     await pipeline.handle_frames([record(frame(capture_time_unix_us=started).SerializeToString())])
     end = signed(SessionControl(session_id="s1", action=SessionControl.ACTION_END, time_unix_us=started + 2000))
     out = pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", end.SerializeToString()))
-    assert out.states == [(0, b"s1", None)]
+    assert ended_stub(out.states).events_sent == 2  # TRY_ON_RENDERED, ENDED
     late = frame(seq=1, capture_time_unix_us=started + 1000)  # captured before the END, handled after it
     out = await pipeline.handle_frames([record(late.SerializeToString(), offset=1)])
     assert [RenderedFrame.FromString(v).sequence for _, v in out.rendered] == [1]  # the shopper still gets it
     assert tryon.requests[-1].state == b"1"  # with the session's tracking state
-    assert out.events == [] and out.states == []  # no second TRY_ON_RENDERED, the tombstone stays last
+    assert out.events == []  # no second TRY_ON_RENDERED
+    assert ended_stub(out.states).events_sent == 2  # and no tracking state back on the topic after the END
     photo = "s2"  # a one-photo session whose END overtakes its only frame: that frame's event still goes out
     end2 = signed(SessionControl(session_id=photo, action=SessionControl.ACTION_END, time_unix_us=started + 2000))
     pipeline.handle_control(Record("vto.session-control.v1", 0, 2, photo.encode(), end2.SerializeToString()))
     only = frame(session=photo, capture_time_unix_us=started + 1000)
     out = await pipeline.handle_frames([record(only.SerializeToString(), key=photo.encode(), offset=3)])
-    assert [TryOnEvent.FromString(v).type for _, v in out.events] == [TryOnEvent.TYPE_TRY_ON_RENDERED]
-    assert out.states == []
+    assert [TryOnEvent.FromString(v).type for _, _, v in out.events] == [TryOnEvent.TYPE_TRY_ON_RENDERED]
+    assert ended_stub(out.states).events_sent == 2  # ENDED, then TRY_ON_RENDERED: erasure knows both
     after = frame(seq=2, capture_time_unix_us=started + 3000)  # after the END, no new START
     out = await pipeline.handle_frames([record(after.SerializeToString(), offset=2)])
     assert out.rendered == [] and sample(metrics, "vto_frames_dropped_total", reason="session_ended") == 1
@@ -785,3 +797,66 @@ def test_a_control_record_with_another_sessions_token_is_refused() -> None:
     forged = SessionControl(session_id="s2", action=SessionControl.ACTION_END, session_token=theirs)
     out = pipeline.handle_control(Record("c", 0, 1, b"s2", forged.SerializeToString()))
     assert out.events == [] and DeadLetter.FromString(out.dead_letters[0][1]).reason == "foreign_token"
+
+
+async def test_erasure_tombstones_every_event_and_the_state_live_ended_or_after_a_takeover() -> None:
+    pipeline, metrics = make(FakeTryOn())
+    started = time.time_ns() // 1000
+    sent: dict[str, list[bytes]] = {}  # session -> the keys of the events it produced
+
+    def keep(out: Outputs) -> Outputs:
+        for partition, key, value in out.events:
+            assert partition == 2  # with the session's frames and state: where its tombstones will go
+            if value is not None:
+                sent.setdefault(TryOnEvent.FromString(value).session_id, []).append(key)
+        return out
+
+    for session in ("live", "ended", "moved"):
+        keep(pipeline.handle_control(_control(SessionControl.ACTION_START, session=session, partition=2)))
+        shown = frame(session=session).SerializeToString()
+        keep(await pipeline.handle_frames([record(shown, key=session.encode(), partition=2)]))
+    for session in ("ended", "moved"):
+        keep(pipeline.handle_control(_control(SessionControl.ACTION_END, session=session, partition=2)))
+        pipeline.sessions[session].ended_us -= 10_000_000  # long over
+    pipeline.forgotten_at = 0
+    await pipeline.handle_frames([])  # the ended sessions leave memory; what erasure needs stays
+    assert "ended" not in pipeline.sessions
+    # "moved": its partition went to another worker, which reads the state topic back
+    other, _ = make(FakeTryOn())
+    other.restore(
+        [(b"moved", SessionState(session_id="moved", events_sent=3, ended_unix_us=started).SerializeToString())]
+    )
+    assert sent == {s: [f"{s}/{n}".encode() for n in range(len(sent[s]))] for s in sent}  # <session>/<n> keys
+
+    for session, worker in (("live", pipeline), ("ended", pipeline), ("moved", other)):
+        out = worker.handle_control(_control(SessionControl.ACTION_ERASE, session=session, partition=2))
+        assert {partition for partition, _, _ in out.events} == {2}
+        tombstones = [key for _, key, value in out.events if value is None]
+        assert tombstones == sent[session], session  # every event it sent, and nothing else
+        [notice] = [TryOnEvent.FromString(v) for _, _, v in out.events if v is not None]
+        assert notice.type == TryOnEvent.TYPE_SESSION_ERASED and notice.session_id == session
+        assert out.states == [(2, session.encode(), None)]
+    assert sample(metrics, "vto_tryon_events_total", type="TYPE_SESSION_ERASED") == 2
+
+    # A frame still in flight is not handled, and the session cannot be reopened under the same id at once.
+    late = await pipeline.handle_frames(
+        [record(frame(session="live", seq=1).SerializeToString(), key=b"live", partition=2)]
+    )
+    assert late.rendered == [] and late.events == [] and late.states == []
+    assert sample(metrics, "vto_frames_dropped_total", reason="session_erased") == 1
+    again = pipeline.handle_control(_control(SessionControl.ACTION_START, session="live"))
+    assert DeadLetter.FromString(again.dead_letters[0][1]).reason == "session_erased" and again.states == []
+
+
+async def test_event_keys_never_repeat_across_a_restart_or_an_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events are compacted by key: a repeated key would silently replace an earlier event."""
+    monkeypatch.setattr("streams.pipeline.MAX_SESSIONS", 2)
+    pipeline, _ = make(FakeTryOn())
+    keys: list[bytes] = []
+    for _ in range(2):  # the shopper restarts the session under the same id
+        keys += [k for _, k, _ in pipeline.handle_control(_control(SessionControl.ACTION_START)).events]
+    for other in ("x", "y"):  # two other sessions push s1 out of memory
+        pipeline.handle_control(_control(SessionControl.ACTION_START, session=other))
+    assert "s1" not in pipeline.sessions
+    keys += [k for _, k, _ in pipeline.handle_control(_control(SessionControl.ACTION_SELECT_ITEM)).events]
+    assert keys == [b"s1/0", b"s1/1", b"s1/2"]

@@ -71,7 +71,7 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 def batch() -> Outputs:
     return Outputs(
         rendered=[(b"s1", b"frame-0"), (b"s1", b"frame-1")],
-        events=[(b"s1", b"event")],
+        events=[(3, b"s1/0", b"event")],
         outcomes=[(b"s1", b"outcome-0"), (b"s1", b"outcome-1")],
         states=[(3, b"s1", b"state")],
     )

@@ -25,6 +25,9 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     state = specs[settings.state_topic]  # read back by partition number on takeover: must match the frames
     assert state.num_partitions == 12 and "compact" in state.config["cleanup.policy"]
     assert int(specs[settings.dead_letter_topic].config["max.message.bytes"]) > int(frames.config["max.message.bytes"])
+    events = specs[settings.events_topic]  # erasure tombstones each event: compacted, on the session's partition
+    assert events.num_partitions == 12 and events.config["cleanup.policy"] == "compact,delete"
+    assert int(events.config["retention.ms"]) <= int(state.config["retention.ms"])  # erasure reads the count there
 
 
 def test_every_topic_leaves_the_disk_soon_after_its_retention(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class TryOnEvent(_message.Message):
-    """An analytics event of a try-on session. Never carries image data. Topic vto.tryon-events.v1, key = session_id."""
+    """An analytics event of a try-on session. Never carries image data. Topic vto.tryon-events.v1 (compacted), key =
+    <session_id>/<n> (n counts the session's events), on the session's frames partition; a null value is an erasure.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
