@@ -102,8 +102,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # when what it acknowledged is what the transactions committed.
         broker_commit_interval=365 * 24 * 3600.0,
         broker_commit_every=None,
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
+        # A worker that stops heartbeating (killed, hung) loses its partitions after the session timeout: sized for
+        # real time, so its sessions move within seconds. A stable name makes it a static member: restarted within
+        # the timeout, it gets its own partitions back without a rebalance of the group.
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
+        consumer_group_instance_id=settings.worker_instance or None,
         autodiscover=False,
     )
 

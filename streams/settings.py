@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         description="Stable name of this worker (a StatefulSet pod's name): its Kafka transactional id, so a "
         "restarted worker aborts its predecessor's open batch at once. Empty: host and process id.",
     )
+    worker_session_timeout_s: float = Field(
+        2.0,
+        ge=1.0,
+        description="A worker silent this long loses its partitions to the others (its sessions wait this long "
+        "after a crash).",
+    )
     transaction_timeout_s: float = Field(
         10.0,
         gt=0,

@@ -1,34 +1,37 @@
-"""Faults against the real services: Triton killed mid-session (its whole process group, as a lost pod) and
-started again. While it is away the session's frames are dropped and counted as inference_unavailable and the
-shopper gets STATUS_DEGRADED notices instead of silence; once it is back, frames render again by themselves."""
+"""Faults against the real services, each while a shopper's session streams through them.
+
+Triton killed mid-session (its whole process group, as a lost pod) and started again: while it is away the
+session's frames are dropped and counted as inference_unavailable and the shopper gets STATUS_DEGRADED notices
+instead of silence; once it is back, frames render again by themselves.
+
+The broker restarted mid-session: frames wait in the client and on the broker, the worker's open batch is
+aborted and sent again, and afterwards every frame has exactly one outcome and every event is there once."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import threading
 import time
 import urllib.request
-import uuid
+from collections import Counter
 from pathlib import Path
 
-import cv2
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message
 
-from streams import tokens
-from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
-from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.accounting import account
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
-from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
-from streams.stack import triton
-from tests.kafka_io import consume
+from streams.stack import kafka, triton
+from tests.kafka_io import consume, events_of
+from tests.shopper import Shopper
 
 pytestmark = pytest.mark.integration
 
 FPS = 5.0
+ITEM = "tee-breton-stripes"
 
 
 def dropped(settings: Settings, reason: str) -> float:
@@ -41,40 +44,10 @@ def dropped(settings: Settings, reason: str) -> float:
 
 def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(stack: Settings, data_dir: Path) -> None:
     settings = stack
-    photo = cv2.imread(str(data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg"))
-    image = cv2.imencode(".jpg", cv2.resize(photo, (500, 334)))[1].tobytes()
-    session = f"fault-triton-{uuid.uuid4().hex[:8]}"
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1})
-    token = tokens.mint(settings.session_key(), session, ttl_s=600)
-    start = SessionControl(
-        session_id=session, action=SessionControl.ACTION_START, time_unix_us=time.time_ns() // 1000, session_token=token
-    )
-    producer.produce(settings.control_topic, key=session.encode(), value=start.SerializeToString())
-    producer.flush(30)
-    stop = threading.Event()
-    sent: list[int] = []
-
-    def send() -> None:  # a shopper at 5 fps through the whole fault
-        while not stop.is_set():
-            now = time.time_ns() // 1000
-            frame = Frame(
-                session_id=session,
-                sequence=len(sent),
-                capture_time_unix_us=now,
-                image=image,
-                format=IMAGE_FORMAT_JPEG,
-                width=500,
-                height=334,
-                session_token=token,
-            )
-            producer.produce(settings.frames_topic, key=session.encode(), value=frame.SerializeToString())
-            producer.poll(0)
-            sent.append(now)
-            time.sleep(1 / FPS)
-
+    shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "fault-triton", FPS)
+    session, sent = shopper.session, shopper.sent
     before = dropped(settings, "inference_unavailable")
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+    shopper.start()
     service = triton.service(settings)
     try:
         time.sleep(2.0)
@@ -87,9 +60,7 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
         back_us = time.time_ns() // 1000
         time.sleep(4.0)
     finally:
-        stop.set()
-        sender.join(10)
-        producer.flush(30)
+        shopper.stop(end=False)
         triton.start(settings)  # whatever happened, the following tests get a Triton
 
     def done(found: list[object]) -> bool:  # every frame sent accounted as rendered or (counted) dropped
@@ -120,3 +91,57 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
         f"\nTriton fault: {len(sent)} frames sent, {len(rendered_sequences)} rendered, {lost:.0f} dropped as "
         f"inference_unavailable, {len(degraded)} degraded notices, first frame {recovery_s:.1f} s after Triton was back"
     )
+
+
+def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(stack: Settings, data_dir: Path) -> None:
+    settings = stack
+    shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "fault-broker", FPS, ITEM)
+    shopper.start()
+    try:
+        time.sleep(3.0)
+        kafka.stop(settings)  # a graceful broker restart, as in a rolling upgrade
+        down_us = time.time_ns() // 1000
+        time.sleep(2.0)
+        kafka.start(settings)
+        back_us = time.time_ns() // 1000
+        time.sleep(4.0)
+    finally:
+        if kafka.service(settings).pid() is None:
+            kafka.start(settings)  # whatever happened, the following tests get a broker
+        shopper.stop(end=True)
+    session = shopper.session
+
+    def ended(found: list[Message]) -> bool:
+        return any(m.value() and TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)
+
+    events = [
+        TryOnEvent.FromString(m.value())
+        for m in consume(settings, settings.events_topic, events_of(session), 0, timeout_s=90, until=ended)
+    ]
+    kinds = Counter((TryOnEvent.Type.Name(e.type), e.sequence) for e in events)
+    assert [kind for kind, n in kinds.items() if n > 1] == [], "an event was published twice"
+    types = Counter(TryOnEvent.Type.Name(e.type) for e in events)
+    assert types["TYPE_SESSION_STARTED"] == types["TYPE_TRY_ON_RENDERED"] == types["TYPE_SESSION_ENDED"] == 1, types
+
+    deadline = time.monotonic() + 60
+    summary = account(settings, session)
+    while summary["unaccounted"] and time.monotonic() < deadline:
+        time.sleep(1)
+        summary = account(settings, session)
+    assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
+    assert summary["handled_twice"] == 0, summary
+
+    rendered = [
+        RenderedFrame.FromString(m.value())
+        for m in consume(settings, settings.rendered_topic, lambda m: m.key() == session.encode(), summary["rendered"])
+    ]
+    after = sorted((f for f in rendered if f.capture_time_unix_us > back_us), key=lambda f: f.rendered_time_unix_us)
+    assert after, "nothing captured after the broker came back was rendered"
+    recovery_s = (after[0].rendered_time_unix_us - back_us) / 1e6
+    print(
+        f"\nbroker restart: {len(shopper.sent)} frames sent, {summary['rendered']} rendered, dropped "
+        f"{summary['dropped']}, dead-lettered {summary['dead_lettered']}, 0 unaccounted, events {dict(types)}; "
+        f"broker away {(back_us - down_us) / 1e6:.1f} s, first frame captured after it rendered {recovery_s:.1f} s "
+        "after it was back"
+    )
+    assert recovery_s < 15, f"rendering resumed only {recovery_s:.1f} s after the broker was back"

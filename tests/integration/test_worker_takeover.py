@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -52,6 +53,17 @@ def noisy_frames(photo: Path, count: int) -> list[tuple[bytes, int, int]]:
     return out
 
 
+def watch_takeover(survivor: embedded.Worker, settings: Settings, moved: list[float], timeout_s: float = 20) -> None:
+    """Appends the wall time at which the survivor reports every frames partition assigned and is ready."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = survivor.readiness()
+        if body.get("ready") and body.get("partitions") == settings.topic_partitions:
+            moved.append(time.time())
+            return
+        time.sleep(0.05)
+
+
 def msgs_in_order(msgs: list[object]) -> list[RenderedFrame]:
     """Rendered frames in the order they were published (one partition: offset order)."""
     ordered = sorted(msgs, key=lambda m: m.offset())  # type: ignore[attr-defined]
@@ -73,6 +85,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
     producer.produce(settings.control_topic, key=session.encode(), value=control.SerializeToString())
     producer.flush(30)
     killed_pid, killed_at_us = None, 0
+    moved: list[float] = []  # when the survivor was serving every partition (monotonic)
     try:
         start = time.monotonic()
         for seq, (data, width, height) in enumerate(frames):
@@ -97,8 +110,11 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
                 killed_pid = int(latest.worker_id.rsplit("-", 1)[1])
                 ours = {w.service.pid() for w in embedded.running_workers(settings)}
                 assert killed_pid in ours, f"{killed_pid} is not one of the workers this test started: {ours}"
+                [survivor] = [w for w in embedded.running_workers(settings) if w.service.pid() != killed_pid]
                 os.kill(killed_pid, signal.SIGKILL)
                 killed_at_us = time.time_ns() // 1000
+                watcher = threading.Thread(target=watch_takeover, args=(survivor, settings, moved), daemon=True)
+                watcher.start()
         end = SessionControl(
             session_id=session,
             action=SessionControl.ACTION_END,
@@ -129,6 +145,14 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
         assert set(old) | {r.sequence for r in new} == set(range(FRAMES)), "a frame was lost"
         assert old and new, "the session did not move to the other worker"
         assert max(old) < FRAMES - 1 and new[-1].sequence == FRAMES - 1
+        first_s = (new[0].rendered_time_unix_us - killed_at_us) / 1e6
+        assert moved, "the survivor never took the dead worker's partitions"
+        moved_s = moved[0] - killed_at_us / 1e6
+        print(
+            f"\ntakeover: the survivor served every partition {moved_s:.1f} s after the kill, and rendered the "
+            f"session's next frame {first_s:.1f} s after it (the backlog batch rendered in full: supersede is off)"
+        )
+        assert moved_s < 3.0, f"the dead worker's sessions moved only after {moved_s:.1f} s"
 
         # No detector burst: every frame the survivor rendered, its very first included, continued the track.
         sources = [r.perception.pose_source for r in new]
