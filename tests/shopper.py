@@ -27,7 +27,7 @@ class Shopper:
         self.image = cv2.imencode(".jpg", image)[1].tobytes()
         # Idempotent and patient: frames sent while the broker is away wait in the client and go when it is back.
         self.producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1}
+            {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1, "log_level": 2}
         )
         self.sent: list[int] = []  # capture time of each frame sent (unix us), by sequence
         self.stopping = threading.Event()

@@ -24,7 +24,7 @@ from streams.accounting import account
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.settings import Settings
-from streams.stack import kafka, triton
+from streams.stack import embedded, kafka, triton
 from tests.kafka_io import consume, events_of
 from tests.shopper import Shopper
 
@@ -93,6 +93,34 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
     )
 
 
+def session_events(settings: Settings, session: str) -> list[str]:
+    """The session's committed try-on events, once END came, by type name; fails on any event sent twice."""
+
+    def ended(found: list[Message]) -> bool:
+        return any(m.value() and TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)
+
+    events = [
+        TryOnEvent.FromString(m.value())
+        for m in consume(settings, settings.events_topic, events_of(session), 0, timeout_s=90, until=ended)
+    ]
+    kinds = Counter((TryOnEvent.Type.Name(e.type), e.sequence) for e in events)
+    assert [kind for kind, n in kinds.items() if n > 1] == [], "an event was published twice"
+    types = [TryOnEvent.Type.Name(e.type) for e in events]
+    for once in ("TYPE_SESSION_STARTED", "TYPE_TRY_ON_RENDERED", "TYPE_SESSION_ENDED"):
+        assert types.count(once) == 1, types
+    return types
+
+
+def settled_account(settings: Settings, session: str, timeout_s: float = 60) -> dict[str, object]:
+    """`vto account` of the session once every frame has an outcome (or time ran out)."""
+    deadline = time.monotonic() + timeout_s
+    summary = account(settings, session)
+    while summary["unaccounted"] and time.monotonic() < deadline:
+        time.sleep(1)
+        summary = account(settings, session)
+    return summary
+
+
 def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(stack: Settings, data_dir: Path) -> None:
     settings = stack
     shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "fault-broker", FPS, ITEM)
@@ -111,23 +139,8 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
         shopper.stop(end=True)
     session = shopper.session
 
-    def ended(found: list[Message]) -> bool:
-        return any(m.value() and TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)
-
-    events = [
-        TryOnEvent.FromString(m.value())
-        for m in consume(settings, settings.events_topic, events_of(session), 0, timeout_s=90, until=ended)
-    ]
-    kinds = Counter((TryOnEvent.Type.Name(e.type), e.sequence) for e in events)
-    assert [kind for kind, n in kinds.items() if n > 1] == [], "an event was published twice"
-    types = Counter(TryOnEvent.Type.Name(e.type) for e in events)
-    assert types["TYPE_SESSION_STARTED"] == types["TYPE_TRY_ON_RENDERED"] == types["TYPE_SESSION_ENDED"] == 1, types
-
-    deadline = time.monotonic() + 60
-    summary = account(settings, session)
-    while summary["unaccounted"] and time.monotonic() < deadline:
-        time.sleep(1)
-        summary = account(settings, session)
+    types = Counter(session_events(settings, session))
+    summary = settled_account(settings, session)
     assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
     assert summary["handled_twice"] == 0, summary
 
@@ -145,3 +158,35 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
         "after it was back"
     )
     assert recovery_s < 15, f"rendering resumed only {recovery_s:.1f} s after the broker was back"
+
+
+def test_workers_joining_and_leaving_while_frames_flow_lose_and_repeat_nothing(stack: Settings, data_dir: Path) -> None:
+    settings = stack
+    shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "fault-rebalance", 10.0, ITEM)
+    second = embedded.Worker(1, settings)
+    shopper.start()
+    try:
+        time.sleep(2.0)
+        second.start()  # joins the group: partitions move between the two while the session streams
+        time.sleep(3.0)
+        second.service.stop()  # leaves again (SIGTERM): its partitions come back to the first
+        time.sleep(3.0)
+    finally:
+        second.service.stop()
+        shopper.stop(end=True)
+    session = shopper.session
+    summary = settled_account(settings, session)
+    assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
+    assert summary["handled_twice"] == 0, summary
+    events = session_events(settings, session)
+    rendered = [
+        RenderedFrame.FromString(m.value())
+        for m in consume(settings, settings.rendered_topic, lambda m: m.key() == session.encode(), summary["rendered"])
+    ]
+    sequences = [f.sequence for f in rendered]  # in topic order (one partition): each once, in order
+    assert sequences == sorted(set(sequences)), "a rendered frame came twice or out of order"
+    workers = {f.worker_id for f in rendered}
+    print(
+        f"\nrebalance: {len(shopper.sent)} frames sent, {summary['rendered']} rendered by {len(workers)} workers, "
+        f"dropped {summary['dropped']}, 0 unaccounted, events {dict(Counter(events))}"
+    )
