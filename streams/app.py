@@ -22,6 +22,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streams import kafka_client
 from streams.inference import TritonTryOn
 from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Record
@@ -85,6 +86,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = faust.App(
         settings.worker_group,
         broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
+        broker_credentials=kafka_client.faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.worker_web_port,
@@ -124,7 +126,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async with producer_started:
             if "publisher" not in holder:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=settings.kafka_bootstrap.split(","),
+                    **kafka_client.aiokafka(settings),
                     client_id=worker_id,
                     transactional_id=transactional_id(settings, worker_id),
                     transaction_timeout_ms=int(settings.transaction_timeout_s * 1000),

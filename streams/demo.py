@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
+from streams import kafka_client
 from streams.accounting import account
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import frames_of, send
@@ -48,14 +49,16 @@ class Summary:
 def rendered_consumer(settings: Settings) -> Consumer:
     """A consumer positioned at the current end of the rendered topic, so it sees only this run's frames."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"vto-demo-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_uncommitted",  # as a shopper: a frame shows the moment it is written
-            "fetch.wait.max.ms": 10,
-            "fetch.message.max.bytes": settings.max_message_bytes + 65536,
-        }
+        kafka_client.confluent(
+            settings,
+            **{
+                "group.id": f"vto-client-demo-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_uncommitted",  # as a shopper: a frame shows the moment it is written
+                "fetch.wait.max.ms": 10,
+                "fetch.message.max.bytes": settings.max_message_bytes + 65536,
+            },
+        )
     )
     parts = consumer.list_topics(settings.rendered_topic, timeout=10).topics[settings.rendered_topic].partitions
     assigned = []

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from confluent_kafka import Producer
 
-from streams import tokens
+from streams import kafka_client, tokens
 from streams.errors import VTOError
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, ImageFormat
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -65,12 +65,10 @@ def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[EncodedFrame]:
 def producer(settings: Settings) -> Producer:
     """An idempotent producer: a session's frames keep their order even when sends are retried."""
     return Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 1,
-            "message.max.bytes": settings.max_message_bytes + 65536,
-        }
+        kafka_client.confluent(
+            settings,
+            **{"enable.idempotence": True, "linger.ms": 1, "message.max.bytes": settings.max_message_bytes + 65536},
+        )
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streams import kafka_client
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,17 @@ def read_to_end(
     """Every record of `topic`'s `partitions` (None: all), from the start to the end they had when called.
     Uses `assign` only: never joins a group or commits (state restore on takeover, `vto account`)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{settings.worker_group}.reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 10,  # the end of a partition is noticed at once, not after librdkafka's 500 ms
-            "fetch.max.bytes": 64 * 1024 * 1024,
-        }
+        kafka_client.confluent(
+            settings,
+            **{
+                "group.id": f"{settings.worker_group}.reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,  # the end of a partition is noticed at once, not after librdkafka's 500 ms
+                "fetch.max.bytes": 64 * 1024 * 1024,
+            },
+        )
     )
     try:
         if partitions is None:

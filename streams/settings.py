@@ -24,6 +24,23 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port[,...]).")
+    kafka_security: Literal["SASL_SSL", "PLAINTEXT"] = Field(
+        "SASL_SSL",
+        description="How every client reaches Kafka: SASL/SCRAM-SHA-512 over TLS, or plaintext (a trusted network "
+        "only); the embedded broker serves the same.",
+    )
+    kafka_user: str = Field(
+        "vto-admin",
+        description="Kafka principal of this process: vto-worker (workers), vto-client (shoppers' frames), "
+        "vto-analytics (events, read-only) or vto-admin (operators, tests).",
+    )
+    kafka_password: SecretStr = Field(
+        SecretStr(""),
+        description="Its SCRAM password. Empty: read from <run dir>/kafka-tls/kafka-users.json (`vto stack up`).",
+    )
+    kafka_ca_file: Path | None = Field(
+        None, description="CA certificate that signed the brokers'. Unset: <run dir>/kafka-tls/ca.pem (`vto stack up`)."
+    )
     kafka_controller_port: int = Field(9093, description="Embedded broker: KRaft controller port.")
     kafka_version: str = Field("4.1.1", description="Embedded broker: Apache Kafka version resolved from Maven.")
     kafka_heap: str = Field("512m", description="Embedded broker: JVM heap (-Xms/-Xmx).")

@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, Message, Producer
 
+from streams import kafka_client
 from streams.settings import Settings
 
 
 def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 8 * 1024 * 1024})
+    producer = Producer(kafka_client.confluent(settings, **{"message.max.bytes": 8 * 1024 * 1024}))
     for key, value in records:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
@@ -36,12 +37,10 @@ def consume(
     (or time ran out)."""
     done = until or (lambda found: len(found) >= count)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"test-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        kafka_client.confluent(
+            settings,
+            **{"group.id": f"test-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False},
+        )
     )
     consumer.subscribe([topic])
     found: list[Message] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 from confluent_kafka import Producer
 
-from streams import tokens
+from streams import kafka_client, tokens
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.session_control_pb2 import SessionControl
@@ -27,7 +27,7 @@ class Shopper:
         self.image = cv2.imencode(".jpg", image)[1].tobytes()
         # Idempotent and patient: frames sent while the broker is away wait in the client and go when it is back.
         self.producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1, "log_level": 2}
+            kafka_client.confluent(settings, **{"enable.idempotence": True, "linger.ms": 1, "log_level": 2})
         )
         self.sent: list[int] = []  # capture time of each frame sent (unix us), by sequence
         self.stopping = threading.Event()

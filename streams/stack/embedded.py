@@ -53,6 +53,7 @@ class Worker:
             env={
                 "VTO_WORKER_WEB_PORT": str(self.port),
                 "VTO_WORKER_INSTANCE": self.service.name,  # its transactional id outlives a restart
+                "VTO_KAFKA_USER": "vto-worker",  # what the worker principal's ACLs allow, nothing more
                 "PYTHONUNBUFFERED": "1",
             },
         )

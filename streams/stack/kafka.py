@@ -16,15 +16,20 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
-from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
+from streams import kafka_client
 from streams.errors import StackError
 from streams.settings import Settings
+from streams.stack import certs
 from streams.stack.procs import Service, wait_until
 
 POM = Path(__file__).with_name("kafka-pom.xml")
+ADMIN = "vto-admin"
+ScramLoginModule = "org.apache.kafka.common.security.scram.ScramLoginModule"
 LOG4J = """status = warn
 appender.out.type = Console
 appender.out.name = OUT
@@ -79,18 +84,49 @@ def _port(settings: Settings) -> int:
     return int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
 
 
+def security_props(settings: Settings) -> dict[str, str]:
+    """Clients on SASL_SSL (SCRAM-SHA-512 over TLS with the embedded CA), authorization by ACLs: nothing is
+    allowed that an ACL does not allow (`acl_bindings`). The controller listener stays on the loopback in
+    plaintext for the node's own controller traffic (its principal, ANONYMOUS, is a super user: see
+    docs/security.md)."""
+    port, ctl = _port(settings), settings.kafka_controller_port
+    if not kafka_client.secure(settings):
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+        }
+    ca_file, broker_file = certs.ensure(settings.run_dir)
+    admin_password = certs.users(settings.run_dir)[0][ADMIN]
+    jaas = f'{ScramLoginModule} required username="{ADMIN}" password="{admin_password}";'
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "inter.broker.listener.name": "SASL_SSL",
+        "sasl.enabled.mechanisms": kafka_client.MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": kafka_client.MECHANISM,
+        f"listener.name.sasl_ssl.{kafka_client.MECHANISM.lower()}.sasl.jaas.config": jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(broker_file),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ca_file),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 def write_config(settings: Settings) -> Path:
     data = settings.run_dir / "kafka-data"
-    port, ctl = _port(settings), settings.kafka_controller_port
+    ctl = settings.kafka_controller_port
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{ctl}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        **security_props(settings),
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data),
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
@@ -115,7 +151,9 @@ def write_config(settings: Settings) -> Path:
     }
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     config = settings.run_dir / "kafka-server.properties"
-    config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the admin's password
+    with os.fdopen(descriptor, "w") as file:
+        file.write("".join(f"{k}={v}\n" for k, v in props.items()))
     (settings.run_dir / "kafka-log4j2.properties").write_text(LOG4J)
     return config
 
@@ -137,9 +175,16 @@ def _java(settings: Settings, main: str, *args: str, heap: str = "256m") -> list
     ]
 
 
+def as_admin(settings: Settings) -> Settings:
+    """The stack's own operations (topics, ACLs) run as the admin principal, whoever runs them."""
+    if settings.kafka_user == ADMIN or settings.kafka_password.get_secret_value():
+        return settings
+    return settings.model_copy(update={"kafka_user": ADMIN})
+
+
 def admin(settings: Settings) -> AdminClient:
     # log_level 0: readiness polls expect "connection refused" while the broker starts; errors still raise.
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 3000, "log_level": 0})
+    return AdminClient(kafka_client.confluent(settings, **{"socket.timeout.ms": 3000, "log_level": 0}))
 
 
 def ready(settings: Settings) -> bool:
@@ -215,6 +260,62 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
+def acl_bindings(settings: Settings) -> list[AclBinding]:
+    """Who may do what, nothing more (the broker denies whatever no ACL allows):
+    - vto-worker: read frames, control and states; write rendered frames, events, dead letters, outcomes and
+      states; its consumer group and transactional ids;
+    - vto-client (a shopper's app, or the gateway for it): write frames and control records, read rendered frames;
+    - vto-analytics: read try-on events, nothing else.
+    vto-admin (the stack itself, operators, `vto account`) is a super user."""
+    topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    literal, prefixed = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
+    read, write, describe = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
+    s = settings
+    allowed = {
+        "vto-worker": [
+            *(
+                (topic, name, literal, op)
+                for name in (s.frames_topic, s.control_topic, s.state_topic)
+                for op in (read, describe)
+            ),
+            *(
+                (topic, name, literal, op)
+                for name in (s.rendered_topic, s.events_topic, s.dead_letter_topic, s.outcomes_topic, s.state_topic)
+                for op in (write, describe)
+            ),
+            (group, s.worker_group, literal, read),
+            (group, f"{s.worker_group}.", prefixed, read),
+            (txn, f"{s.worker_group}.", prefixed, write),
+            (txn, f"{s.worker_group}.", prefixed, describe),
+        ],
+        "vto-client": [
+            *((topic, name, literal, op) for name in (s.frames_topic, s.control_topic) for op in (write, describe)),
+            (topic, s.rendered_topic, literal, read),
+            (topic, s.rendered_topic, literal, describe),
+            (group, "vto-client", prefixed, read),
+        ],
+        "vto-analytics": [
+            (topic, s.events_topic, literal, read),
+            (topic, s.events_topic, literal, describe),
+            (group, "vto-analytics", prefixed, read),
+        ],
+    }
+    unique = dict.fromkeys((user, *rule) for user, rules in allowed.items() for rule in rules)
+    return [
+        AclBinding(restype, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+        for user, restype, name, pattern, op in unique
+    ]
+
+
+def create_acls(settings: Settings) -> None:
+    client = admin(settings)  # held until the futures are done: a collected client cancels them
+    for binding, future in client.create_acls(acl_bindings(settings), request_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:
+            raise StackError(f"could not create the ACL {binding}: {exc}") from exc
+
+
 def create_topics(settings: Settings) -> list[str]:
     """Create missing topics and bring existing ones to their declared configs (a new release may change them:
     retention, compaction); return the names created."""
@@ -246,14 +347,31 @@ def create_topics(settings: Settings) -> list[str]:
 
 def start(settings: Settings, timeout: float = 90.0) -> None:
     ensure_installed(settings)
-    config = write_config(settings)
     data = settings.run_dir / "kafka-data"
+    scram: list[str] = []
+    if kafka_client.secure(settings):
+        passwords, made = certs.users(settings.run_dir)
+        if made:  # SCRAM users are written when the storage is formatted: new users, new (empty) storage
+            shutil.rmtree(data, ignore_errors=True)
+        for name, password in passwords.items():
+            scram += ["--add-scram", f"{kafka_client.MECHANISM}=[name={name},password={password}]"]
+    config = write_config(settings)
     if not (data / "meta.properties").exists():
         cluster_id = "-"
         while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: a leading '-' reads as an option
             cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         result = subprocess.run(
-            _java(settings, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(config)),
+            _java(
+                settings,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                *scram,
+            ),
             capture_output=True,
             text=True,
         )
@@ -261,9 +379,12 @@ def start(settings: Settings, timeout: float = 90.0) -> None:
             raise StackError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
     svc = service(settings)
     svc.start(_java(settings, "kafka.Kafka", str(config), heap=settings.kafka_heap))
-    wait_until(svc, lambda: ready(settings), timeout, "Kafka broker")
-    create_topics(settings)
-    wait_for_transaction_coordinator(settings)
+    operator = as_admin(settings)
+    wait_until(svc, lambda: ready(operator), timeout, "Kafka broker")
+    create_topics(operator)
+    if kafka_client.secure(settings):
+        create_acls(operator)
+    wait_for_transaction_coordinator(operator)
 
 
 def wait_for_transaction_coordinator(settings: Settings, timeout: float = 60.0) -> None:
@@ -273,7 +394,7 @@ def wait_for_transaction_coordinator(settings: Settings, timeout: float = 60.0) 
     quiet = logging.getLogger("streams.stack.kafka.readiness")
     quiet.setLevel(logging.ERROR)
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "transactional.id": "vto-stack-readiness", "logger": quiet}
+        kafka_client.confluent(as_admin(settings), **{"transactional.id": "vto-stack-readiness", "logger": quiet})
     )
 
     try:

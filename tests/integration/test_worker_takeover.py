@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from streams import tokens
+from streams import kafka_client, tokens
 from streams.accounting import account
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -77,7 +77,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
     time.sleep(5)  # let the group settle: a partition moving between two live workers is not what this test is about
     session = f"takeover-{uuid.uuid4().hex[:8]}"
     frames = noisy_frames(data_dir / "people" / "images" / "fr_biden_full_body.jpg", FRAMES)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 1})
+    producer = Producer(kafka_client.confluent(settings, **{"enable.idempotence": True, "linger.ms": 1}))
     token = tokens.mint(settings.session_key(), session, ttl_s=600)
     control = SessionControl(
         session_id=session, action=SessionControl.ACTION_START, time_unix_us=time.time_ns() // 1000, session_token=token

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry
 
+from streams import kafka_client
 from streams.app import create_app
 from streams.settings import Settings
+from streams.stack import certs
 
 
 def test_a_worker_holds_a_few_batches_in_memory_not_thousands_of_frames() -> None:
-    settings = Settings()
+    settings = Settings(kafka_security="PLAINTEXT")
     app = create_app(settings, CollectorRegistry())
     buffered = app.conf.stream_buffer_maxsize + app.conf.broker_max_poll_records
     assert buffered <= 8 * settings.worker_batch_size
@@ -17,5 +22,16 @@ def test_a_worker_holds_a_few_batches_in_memory_not_thousands_of_frames() -> Non
 
 
 def test_the_worker_listens_on_the_configured_address_only() -> None:
-    app = create_app(Settings(bind_address="127.0.0.1"), CollectorRegistry())
+    app = create_app(Settings(bind_address="127.0.0.1", kafka_security="PLAINTEXT"), CollectorRegistry())
     assert app.conf.web_bind == "127.0.0.1"
+
+
+def test_the_worker_authenticates_as_its_principal_over_tls(tmp_path: Path) -> None:
+    certs.ensure(tmp_path)
+    certs.users(tmp_path)
+    settings = Settings(run_dir=tmp_path, kafka_user="vto-worker")
+    credentials = create_app(settings, CollectorRegistry()).conf.broker_credentials
+    assert credentials.username == "vto-worker" and credentials.mechanism.value == "SCRAM-SHA-512"
+    assert credentials.protocol.value == "SASL_SSL" and credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    producer = kafka_client.aiokafka(settings)  # the transactional producer's
+    assert producer["security_protocol"] == "SASL_SSL" and producer["sasl_plain_username"] == "vto-worker"

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from streams.settings import Settings
@@ -48,8 +49,38 @@ def test_broker_config_is_single_node_kraft_on_configured_ports(tmp_path: Path) 
     settings = Settings(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:19999", kafka_controller_port=19998)
     props = dict(line.split("=", 1) for line in kafka.write_config(settings).read_text().splitlines())
     assert props["process.roles"] == "broker,controller"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:19998"
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:19999,CONTROLLER://127.0.0.1:19998"
     assert props["auto.create.topics.enable"] == "false"
     assert props["offsets.topic.replication.factor"] == "1"
     assert int(props["message.max.bytes"]) > settings.max_message_bytes
     assert props["log.dirs"] == str(tmp_path / "kafka-data")
+
+
+def test_the_embedded_broker_authenticates_encrypts_and_denies_what_no_acl_allows(tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path)
+    config = kafka.write_config(settings)
+    props = dict(line.split("=", 1) for line in config.read_text().splitlines())
+    assert props["listener.security.protocol.map"] == "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert config.stat().st_mode & 0o777 == 0o600  # it holds the admin's password
+    key_and_chain = (tmp_path / "kafka-tls" / "broker.pem").read_text()
+    assert key_and_chain.startswith("-----BEGIN PRIVATE KEY-----") and key_and_chain.count("CERTIFICATE-----") == 4
+    assert (tmp_path / "kafka-tls" / "broker.pem").stat().st_mode & 0o777 == 0o600
+    users = json.loads((tmp_path / "kafka-tls" / "kafka-users.json").read_text())
+    assert set(users) == {"vto-admin", "vto-worker", "vto-client", "vto-analytics"} and len(set(users.values())) == 4
+    grants = {(b.principal, b.name, b.operation.name) for b in kafka.acl_bindings(settings)}
+    assert ("User:vto-client", settings.frames_topic, "WRITE") in grants
+    assert ("User:vto-client", settings.events_topic, "READ") not in grants  # shoppers never read analytics
+    assert {(p, n) for p, n, op in grants if op == "READ" and p == "User:vto-analytics"} == {
+        ("User:vto-analytics", settings.events_topic),
+        ("User:vto-analytics", "vto-analytics"),
+    }
+    assert not any(p == "User:vto-worker" and n == settings.frames_topic and op == "WRITE" for p, n, op in grants)
+
+
+def test_plaintext_stays_possible_for_a_trusted_network(tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path, kafka_security="PLAINTEXT", kafka_bootstrap="127.0.0.1:19999")
+    props = dict(line.split("=", 1) for line in kafka.write_config(settings).read_text().splitlines())
+    assert props["listeners"].startswith("PLAINTEXT://127.0.0.1:19999") and "sasl.enabled.mechanisms" not in props
