@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams import kafka_client
@@ -122,20 +123,30 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     states_restored = asyncio.Event()  # set once the current assignment's session states are read back
     status = {"assigned": False, "partitions": 0, "triton_ok": False, "triton_checked": 0.0}
 
+    async def new_producer() -> AIOKafkaProducer:
+        old = holder.pop("producer", None)
+        if old is not None:
+            try:
+                await old.stop()
+            except KafkaError as exc:  # a fenced producer may not close cleanly; it is dropped either way
+                log.warning("closing the fenced producer: %s", exc)
+        producer = AIOKafkaProducer(
+            **kafka_client.aiokafka(settings),
+            client_id=worker_id,
+            transactional_id=transactional_id(settings, worker_id),
+            transaction_timeout_ms=int(settings.transaction_timeout_s * 1000),
+            enable_idempotence=True,
+            acks="all",
+            max_request_size=2 * settings.max_message_bytes + 65536,  # dead letters hold a whole frame
+        )
+        await producer.start()  # registers the transactional id: aborts what a predecessor left open
+        holder["producer"] = producer
+        return producer
+
     async def publisher() -> Publisher:
         async with producer_started:
             if "publisher" not in holder:
-                producer = AIOKafkaProducer(
-                    **kafka_client.aiokafka(settings),
-                    client_id=worker_id,
-                    transactional_id=transactional_id(settings, worker_id),
-                    transaction_timeout_ms=int(settings.transaction_timeout_s * 1000),
-                    enable_idempotence=True,
-                    acks="all",
-                    max_request_size=2 * settings.max_message_bytes + 65536,  # dead letters hold a whole frame
-                )
-                await producer.start()  # registers the transactional id: aborts what a predecessor left open
-                holder["publisher"] = Publisher(producer, settings, metrics)
+                holder["publisher"] = Publisher(await new_producer(), settings, metrics, renew=new_producer)
         return holder["publisher"]  # type: ignore[no-any-return]
 
     def pipeline() -> FramePipeline:

@@ -361,10 +361,9 @@ class FramePipeline:
                 unknown = BadInput("unknown_item", f"item {frame.item_id!r} is not in the catalogue")
                 self._reject(out, record, unknown, frame)
                 continue
-            if not self._admit(out, record, frame):
-                continue
             fresh.append((record, frame))
-        fresh = self._latest_wins(out, fresh)
+        # Superseded first: a frame that will not be rendered must not use up its session's rate.
+        fresh = [(record, frame) for record, frame in self._latest_wins(out, fresh) if self._admit(out, record, frame)]
         by_session: dict[str, list[int]] = {}
         for index, (_, frame) in enumerate(fresh):
             by_session.setdefault(frame.session_id, []).append(index)
@@ -378,6 +377,9 @@ class FramePipeline:
         await asyncio.gather(*(session_chain(indices) for indices in by_session.values()))
         touched: dict[str, int] = {}
         for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
+            if self.sessions.get(frame.session_id, SessionState()).erased:
+                self._drop(out, record, frame, "session_erased")  # erased while it was being inferred
+                continue
             touched[frame.session_id] = self._session(frame.session_id).partition = record.partition
             if isinstance(result, BadInput):
                 self._reject(out, record, result, frame)
@@ -653,7 +655,9 @@ class FramePipeline:
             if record.key != control.session_id.encode():
                 # Keyed otherwise it lands on another partition than the session's frames, maybe another worker.
                 raise BadInput("key_mismatch", "record key must be the session id (same partition as its frames)")
-            tokens.verify(self.key, control.session_token, control.session_id)
+            # Ending a session or erasing it must work with a token that records consent withdrawn.
+            closing = control.action in (SessionControl.ACTION_END, SessionControl.ACTION_ERASE)
+            tokens.verify(self.key, control.session_token, control.session_id, require_consent=not closing)
             if control.action not in KNOWN_ACTIONS:
                 raise BadInput(
                     "unknown_action",

@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,8 +97,15 @@ class Publisher:
     """Sends each batch in a transaction of the worker's one transactional producer (control and frames agents
     take turns). Offsets are {(topic, partition): next offset to read}."""
 
-    def __init__(self, producer: Producer, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        settings: Settings,
+        metrics: Metrics,
+        renew: Callable[[], Awaitable[Producer]] | None = None,
+    ) -> None:
         self.producer, self.settings, self.metrics = producer, settings, metrics
+        self.renew = renew  # a new producer of the same transactional id, for one that was fenced
         self.lock = asyncio.Lock()
 
     async def publish(self, out: Outputs, offsets: Mapping[tuple[str, int], int]) -> int:
@@ -151,16 +158,22 @@ class Publisher:
                     failed.append((record, exc))
             acks = await asyncio.gather(*(ack for _, ack in sent), return_exceptions=True)
             failed += [(rec, ack) for (rec, _), ack in zip(sent, acks, strict=True) if isinstance(ack, BaseException)]
+            if any(isinstance(exc, ProducerFenced) for _, exc in failed):
+                raise ProducerFenced()
             if not failed:
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.settings.worker_group)
                 await producer.commit_transaction()
                 return None
-        except ProducerFenced:
-            # Another worker took this worker's transactional id (the same VTO_WORKER_INSTANCE twice): this one
-            # must not write another record. The orchestrator restarts it; its records are the other's to handle.
-            log.critical("this worker's producer was fenced by another with the same VTO_WORKER_INSTANCE; exiting")
-            os._exit(70)
+        except ProducerFenced as exc:
+            # The broker bumped this transactional id's epoch: a transaction that outlived its timeout (the broker
+            # was away), or another worker started with the same VTO_WORKER_INSTANCE. The batch goes again with a
+            # new producer; twice-configured workers keep fencing each other, which the log says.
+            log.error("this worker's producer was fenced (%s): a new one takes over its transactions", exc)
+            if self.renew is None:
+                os._exit(70)
+            self.producer = await self.renew()
+            return [(None, exc)]
         except (TimeoutError, KafkaError) as exc:
             failed.append((None, exc))
         for _, error in failed:

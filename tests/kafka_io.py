@@ -9,6 +9,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Message, Producer
 
 from streams import kafka_client
+from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
+from streams.session_store import read_to_end
 from streams.settings import Settings
 
 
@@ -23,6 +25,21 @@ def events_of(session: str) -> Callable[[Message], bool]:
     """Matches the try-on events of a session: keyed <session_id>/<n> (tombstones included)."""
     prefix = f"{session}/".encode()
     return lambda m: (m.key() or b"").startswith(prefix)
+
+
+def session_events(settings: Settings, session: str, timeout_s: float = 90) -> list[TryOnEvent]:
+    """The session's committed try-on events once its END came: the whole topic read to its end then (so an event
+    committed twice, or after the END, is seen too). Fails unless the keys are <session>/0..n-1, each once."""
+
+    def ended(found: list[Message]) -> bool:
+        return any(m.value() and TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)
+
+    consume(settings, settings.events_topic, events_of(session), 0, timeout_s, until=ended)
+    prefix = f"{session}/".encode()
+    found = [m for m in read_to_end(settings, settings.events_topic) if (m.key() or b"").startswith(prefix)]
+    numbers = sorted(int((m.key() or b"").rsplit(b"/", 1)[1]) for m in found)
+    assert numbers == list(range(len(found))), f"event keys of {session}: {numbers}"
+    return [TryOnEvent.FromString(m.value()) for m in found]
 
 
 def consume(

@@ -19,9 +19,11 @@ from streams.settings import Settings
 
 
 class Shopper:
-    def __init__(self, settings: Settings, photo: Path, name: str, fps: float, item: str = "") -> None:
+    def __init__(
+        self, settings: Settings, photo: Path, name: str, fps: float, item: str = "", session: str = ""
+    ) -> None:
         self.settings, self.fps, self.item = settings, fps, item
-        self.session = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.session = session or f"{name}-{uuid.uuid4().hex[:8]}"
         self.token = tokens.mint(settings.session_key(), self.session, ttl_s=600)
         image = cv2.resize(cv2.imread(str(photo)), (500, 334))
         self.image = cv2.imencode(".jpg", image)[1].tobytes()

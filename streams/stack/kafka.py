@@ -215,15 +215,16 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
             config={"cleanup.policy": "compact,delete", "retention.ms": day, "segment.ms": hour},
         ),
         # Try-on events keyed <session_id>/<n> on the session's frames partition: compacted so that erasure's
-        # tombstones remove a session's events (from disk within ~2 h: hourly segments, compaction lag 1 h); a day
-        # of them for sinks to consume (the warehouse is theirs), as long as the session states that erasure reads.
+        # tombstones remove a session's events (from disk within ~2 h: hourly segments, compaction lag 1 h). Sinks
+        # have ~a day to consume them (the warehouse is theirs); they leave the disk (retention + a segment) before
+        # the session state erasure reads their count from.
         NewTopic(
             settings.events_topic,
             n,
             1,
             config={
                 "cleanup.policy": "compact,delete",
-                "retention.ms": day,
+                "retention.ms": str(23 * 3600 * 1000),
                 "segment.ms": hour,
                 "max.compaction.lag.ms": hour,
                 "min.cleanable.dirty.ratio": "0.1",

@@ -4,8 +4,12 @@ Triton killed mid-session (its whole process group, as a lost pod) and started a
 session's frames are dropped and counted as inference_unavailable and the shopper gets STATUS_DEGRADED notices
 instead of silence; once it is back, frames render again by themselves.
 
-The broker restarted mid-session: frames wait in the client and on the broker, the worker's open batch is
-aborted and sent again, and afterwards every frame has exactly one outcome and every event is there once."""
+The broker restarted mid-session: frames wait in the client and on the broker, the worker waits for it (a batch
+caught open is aborted and sent again), and afterwards every frame has exactly one outcome and every event is
+there once.
+
+Workers joining and leaving while sessions stream: partitions move both ways, and still every frame has exactly
+one outcome and every event is there once."""
 
 from __future__ import annotations
 
@@ -14,18 +18,21 @@ import re
 import signal
 import time
 import urllib.request
+import uuid
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message
 
 from streams.accounting import account
+from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
+from streams.session_store import read_to_end
 from streams.settings import Settings
 from streams.stack import embedded, kafka, triton
-from tests.kafka_io import consume, events_of
+from tests.kafka_io import consume, session_events
 from tests.shopper import Shopper
 
 pytestmark = pytest.mark.integration
@@ -93,16 +100,9 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
     )
 
 
-def session_events(settings: Settings, session: str) -> list[str]:
-    """The session's committed try-on events, once END came, by type name; fails on any event sent twice."""
-
-    def ended(found: list[Message]) -> bool:
-        return any(m.value() and TryOnEvent.FromString(m.value()).type == TryOnEvent.TYPE_SESSION_ENDED for m in found)
-
-    events = [
-        TryOnEvent.FromString(m.value())
-        for m in consume(settings, settings.events_topic, events_of(session), 0, timeout_s=90, until=ended)
-    ]
+def event_types(settings: Settings, session: str) -> list[str]:
+    """The session's committed try-on events by type name; fails on any event sent twice or missing."""
+    events = session_events(settings, session)
     kinds = Counter((TryOnEvent.Type.Name(e.type), e.sequence) for e in events)
     assert [kind for kind, n in kinds.items() if n > 1] == [], "an event was published twice"
     types = [TryOnEvent.Type.Name(e.type) for e in events]
@@ -139,7 +139,7 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
         shopper.stop(end=True)
     session = shopper.session
 
-    types = Counter(session_events(settings, session))
+    types = Counter(event_types(settings, session))
     summary = settled_account(settings, session)
     assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
     assert summary["handled_twice"] == 0, summary
@@ -160,33 +160,60 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
     assert recovery_s < 15, f"rendering resumed only {recovery_s:.1f} s after the broker was back"
 
 
+def one_session_per_partition(name: str, partitions: int) -> list[str]:
+    """Session ids whose frames land on every partition, one each (librdkafka's default partitioner: CRC-32 of the
+    key modulo the partition count), so that whichever partitions a rebalance moves, some session moves."""
+    chosen: dict[int, str] = {}
+    while len(chosen) < partitions:
+        session = f"{name}-{uuid.uuid4().hex[:8]}"
+        chosen.setdefault(zlib.crc32(session.encode()) % partitions, session)
+    return [chosen[p] for p in range(partitions)]
+
+
 def test_workers_joining_and_leaving_while_frames_flow_lose_and_repeat_nothing(stack: Settings, data_dir: Path) -> None:
     settings = stack
-    shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "fault-rebalance", 10.0, ITEM)
+    photo = data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg"
+    ids = one_session_per_partition("fault-rebalance", settings.topic_partitions)
+    shoppers = [Shopper(settings, photo, "fault-rebalance", 2.0, ITEM, session=s) for s in ids]
     second = embedded.Worker(1, settings)
-    shopper.start()
+    for shopper in shoppers:
+        shopper.start()
     try:
         time.sleep(2.0)
-        second.start()  # joins the group: partitions move between the two while the session streams
+        second.start()  # joins the group: half the partitions move to it while the sessions stream
         time.sleep(3.0)
         second.service.stop()  # leaves again (SIGTERM): its partitions come back to the first
         time.sleep(3.0)
     finally:
         second.service.stop()
-        shopper.stop(end=True)
-    session = shopper.session
-    summary = settled_account(settings, session)
-    assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
-    assert summary["handled_twice"] == 0, summary
-    events = session_events(settings, session)
-    rendered = [
-        RenderedFrame.FromString(m.value())
-        for m in consume(settings, settings.rendered_topic, lambda m: m.key() == session.encode(), summary["rendered"])
+        for shopper in shoppers:
+            shopper.stop(end=True)
+    summaries = {s.session: settled_account(settings, s.session) for s in shoppers}
+    for shopper in shoppers:
+        summary = summaries[shopper.session]
+        assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
+        assert summary["handled_twice"] == 0, summary
+        event_types(settings, shopper.session)
+    outcomes = [
+        FrameOutcome.FromString(m.value())
+        for m in read_to_end(settings, settings.outcomes_topic)
+        if (m.key() or b"").decode() in summaries
     ]
-    sequences = [f.sequence for f in rendered]  # in topic order (one partition): each once, in order
-    assert sequences == sorted(set(sequences)), "a rendered frame came twice or out of order"
-    workers = {f.worker_id for f in rendered}
+    assert {o.partition for o in outcomes} == set(range(settings.topic_partitions)), "a partition had no session"
+    by_session: dict[str, list[RenderedFrame]] = {}
+    for m in read_to_end(settings, settings.rendered_topic):  # committed, in offset order
+        if (m.key() or b"").decode() in summaries:
+            frame = RenderedFrame.FromString(m.value())
+            by_session.setdefault(frame.session_id, []).append(frame)
+    for session, frames in by_session.items():
+        sequences = [f.sequence for f in frames]
+        assert sequences == sorted(set(sequences)), f"{session}: a rendered frame came twice or out of order"
+        assert len(frames) == summaries[session]["rendered"], session
+    moved = [s for s, frames in by_session.items() if len({f.worker_id for f in frames}) > 1]
+    assert moved, "no session moved between the workers"
+    sent = sum(len(s.sent) for s in shoppers)
+    rendered = sum(len(frames) for frames in by_session.values())
     print(
-        f"\nrebalance: {len(shopper.sent)} frames sent, {summary['rendered']} rendered by {len(workers)} workers, "
-        f"dropped {summary['dropped']}, 0 unaccounted, events {dict(Counter(events))}"
+        f"\nrebalance: {len(shoppers)} sessions (one per partition), {sent} frames sent, {rendered} rendered, "
+        f"{len(moved)} sessions moved between 2 workers, 0 unaccounted, each event once"
     )

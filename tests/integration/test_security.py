@@ -30,7 +30,7 @@ def produce_error(settings: Settings, topic: str) -> str | None:
 
 
 def read_error(settings: Settings, topic: str) -> str | None:
-    """The error code name reading `topic` gives, None if it reads (or simply finds nothing)."""
+    """The error code name reading `topic` gives, None once it has read a record ("nothing read" if neither)."""
     group = f"{settings.kafka_user}-acl-test-{uuid.uuid4().hex[:6]}"
     consumer = Consumer(kafka_client.confluent(settings, **{"group.id": group, "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
@@ -41,7 +41,7 @@ def read_error(settings: Settings, topic: str) -> str | None:
                 return str(msg.error().name())
             if msg is not None and not msg.error():
                 return None
-        return None
+        return "nothing read"
     finally:
         consumer.close()
 
@@ -49,9 +49,12 @@ def read_error(settings: Settings, topic: str) -> str | None:
 def test_each_principal_may_do_what_its_acls_allow_and_nothing_else(stack: Settings) -> None:
     client, analytics = as_user(stack, "vto-client"), as_user(stack, "vto-analytics")
     assert produce_error(client, stack.frames_topic) is None  # a shopper's app sends frames
+    assert read_error(client, stack.frames_topic) == "TOPIC_AUTHORIZATION_FAILED"  # but sees no one's camera
+    assert produce_error(client, stack.state_topic) == "TOPIC_AUTHORIZATION_FAILED"  # nor tampers with sessions
     assert produce_error(client, stack.events_topic) == "TOPIC_AUTHORIZATION_FAILED"  # but forges no analytics
     assert read_error(client, stack.events_topic) == "TOPIC_AUTHORIZATION_FAILED"  # nor reads them
     assert read_error(client, stack.state_topic) == "TOPIC_AUTHORIZATION_FAILED"  # nor anyone's body data
+    assert produce_error(as_user(stack, "vto-admin"), stack.events_topic) is None  # something to read back
     assert read_error(analytics, stack.events_topic) is None  # analytics read events...
     assert read_error(analytics, stack.frames_topic) == "TOPIC_AUTHORIZATION_FAILED"  # ...and never a camera frame
     assert produce_error(analytics, stack.events_topic) == "TOPIC_AUTHORIZATION_FAILED"  # read-only

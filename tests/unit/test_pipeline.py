@@ -379,14 +379,29 @@ def ended_stub(states: list[tuple[int, bytes, bytes | None]]) -> SessionState:
     [(_, _, value)] = states
     assert value is not None
     stub = SessionState.FromString(value)
-    assert stub.ended_unix_us and not stub.perception and not stub.height_cm and not stub.fit
+    kept = {f.name for f, _ in stub.ListFields()}
+    assert stub.ended_unix_us and kept <= {
+        "session_id",
+        "item_id",
+        "rendered_items",
+        "events_sent",
+        "ended_unix_us",
+        "updated_unix_us",
+    }
     return stub
 
 
 def test_start_resets_tracking_and_end_leaves_only_what_erasure_needs() -> None:
     pipeline, _ = make(FakeTryOn())
     pipeline.sessions["s1"] = WorkerSessionState(perception=b"9")
-    out = pipeline.handle_control(_control(SessionControl.ACTION_START, height_cm=170.0))
+    out = pipeline.handle_control(
+        _control(
+            SessionControl.ACTION_START,
+            height_cm=170.0,
+            fit=FitPreference.FIT_PREFERENCE_LOOSE,
+            share_measurements=True,
+        )
+    )
     assert pipeline.sessions["s1"].perception == b""
     assert [(p, k) for p, k, _ in out.states] == [(0, b"s1")]
     out = pipeline.handle_control(_control(SessionControl.ACTION_END))
@@ -811,24 +826,31 @@ async def test_erasure_tombstones_every_event_and_the_state_live_ended_or_after_
                 sent.setdefault(TryOnEvent.FromString(value).session_id, []).append(key)
         return out
 
-    for session in ("live", "ended", "moved"):
+    stubs: dict[str, bytes] = {}  # what END left on the state topic
+    for session in ("live", "ended", "moved", "moved-long-ago"):
         keep(pipeline.handle_control(_control(SessionControl.ACTION_START, session=session, partition=2)))
         shown = frame(session=session).SerializeToString()
         keep(await pipeline.handle_frames([record(shown, key=session.encode(), partition=2)]))
-    for session in ("ended", "moved"):
-        keep(pipeline.handle_control(_control(SessionControl.ACTION_END, session=session, partition=2)))
+    for session in ("ended", "moved", "moved-long-ago"):
+        [(_, _, stub)] = keep(
+            pipeline.handle_control(_control(SessionControl.ACTION_END, session=session, partition=2))
+        ).states
+        assert stub is not None
+        stubs[session] = stub
         pipeline.sessions[session].ended_us -= 10_000_000  # long over
     pipeline.forgotten_at = 0
     await pipeline.handle_frames([])  # the ended sessions leave memory; what erasure needs stays
     assert "ended" not in pipeline.sessions
-    # "moved": its partition went to another worker, which reads the state topic back
+    # "moved...": their partition went to another worker, which reads the state topic back: the END stub just
+    # written, and one whose END was long ago (only its event count is kept in memory)
+    long_ago = SessionState.FromString(stubs["moved-long-ago"])
+    long_ago.ended_unix_us = started - 3_600_000_000
     other, _ = make(FakeTryOn())
-    other.restore(
-        [(b"moved", SessionState(session_id="moved", events_sent=3, ended_unix_us=started).SerializeToString())]
-    )
+    other.restore([(b"moved", stubs["moved"]), (b"moved-long-ago", long_ago.SerializeToString())])
+    assert "moved-long-ago" not in other.sessions and "moved" in other.sessions
     assert sent == {s: [f"{s}/{n}".encode() for n in range(len(sent[s]))] for s in sent}  # <session>/<n> keys
 
-    for session, worker in (("live", pipeline), ("ended", pipeline), ("moved", other)):
+    for session, worker in (("live", pipeline), ("ended", pipeline), ("moved", other), ("moved-long-ago", other)):
         out = worker.handle_control(_control(SessionControl.ACTION_ERASE, session=session, partition=2))
         assert {partition for partition, _, _ in out.events} == {2}
         tombstones = [key for _, key, value in out.events if value is None]
@@ -836,7 +858,7 @@ async def test_erasure_tombstones_every_event_and_the_state_live_ended_or_after_
         [notice] = [TryOnEvent.FromString(v) for _, _, v in out.events if v is not None]
         assert notice.type == TryOnEvent.TYPE_SESSION_ERASED and notice.session_id == session
         assert out.states == [(2, session.encode(), None)]
-    assert sample(metrics, "vto_tryon_events_total", type="TYPE_SESSION_ERASED") == 2
+    assert sample(metrics, "vto_tryon_events_total", type="TYPE_SESSION_ERASED") == 2  # (two on `other`)
 
     # A frame still in flight is not handled, and the session cannot be reopened under the same id at once.
     late = await pipeline.handle_frames(
@@ -860,3 +882,57 @@ async def test_event_keys_never_repeat_across_a_restart_or_an_eviction(monkeypat
     assert "s1" not in pipeline.sessions
     keys += [k for _, k, _ in pipeline.handle_control(_control(SessionControl.ACTION_SELECT_ITEM)).events]
     assert keys == [b"s1/0", b"s1/1", b"s1/2"]
+
+
+class GatedTryOn(FakeTryOn):
+    """Answers only once the test opens the gate: what happens meanwhile happens during inference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def infer(self, request: TryOnRequest) -> TryOnResult:
+        await self.gate.wait()
+        return await super().infer(request)
+
+
+async def test_a_session_erased_while_its_frame_is_inferred_gets_nothing_written_back() -> None:
+    tryon = GatedTryOn()
+    pipeline, metrics = make(tryon)
+    pipeline.handle_control(_control(SessionControl.ACTION_START))  # event s1/0
+    inflight = asyncio.create_task(pipeline.handle_frames([record(frame().SerializeToString())]))
+    await asyncio.sleep(0.01)  # the frame is at Triton now
+    erased = pipeline.handle_control(_control(SessionControl.ACTION_ERASE))
+    assert [k for _, k, v in erased.events if v is None] == [b"s1/0"]
+    tryon.gate.set()
+    out = await inflight
+    assert out.rendered == [] and out.events == [] and out.states == []  # nothing of it after its tombstones
+    assert sample(metrics, "vto_frames_dropped_total", reason="session_erased") == 1
+
+
+async def test_superseded_frames_do_not_use_up_the_sessions_rate_the_newest_is_rendered() -> None:
+    settings = Settings(
+        max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.0, max_session_fps=5.0, supersede_after_s=0.3
+    )
+    pipeline, metrics = make(FakeTryOn(), settings)
+    now = time.time_ns() // 1000
+    backlog = [  # 16 frames queued up, the oldest a second old, the newest just captured
+        record(frame(seq=i, capture_time_unix_us=now - (15 - i) * 66_000).SerializeToString(), offset=i)
+        for i in range(16)
+    ]
+    out = await pipeline.handle_frames(backlog)
+    assert [RenderedFrame.FromString(v).sequence for _, v in out.rendered][-1] == 15
+    assert sample(metrics, "vto_frames_dropped_total", reason="rate_limited") == 0
+
+
+def test_ending_or_erasing_a_session_needs_no_consent_but_starting_one_does() -> None:
+    pipeline, _ = make(FakeTryOn())
+    withdrawn = tokens.mint(SETTINGS.session_key(), "s1", ttl_s=600, consent=False)
+    for action in (SessionControl.ACTION_END, SessionControl.ACTION_ERASE):
+        control = SessionControl(session_id="s1", action=action, session_token=withdrawn)
+        out = pipeline.handle_control(Record("c", 0, action, b"s1", control.SerializeToString()))
+        assert out.dead_letters == [] and out.events, action
+    theirs = tokens.mint(SETTINGS.session_key(), "s2", ttl_s=600, consent=False)
+    start = SessionControl(session_id="s2", action=SessionControl.ACTION_START, session_token=theirs)
+    out = pipeline.handle_control(Record("c", 0, 9, b"s2", start.SerializeToString()))
+    assert DeadLetter.FromString(out.dead_letters[0][1]).reason == "no_consent"

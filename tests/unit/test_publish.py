@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerFenced
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -136,3 +136,24 @@ async def test_control_and_frames_agents_take_turns_in_the_one_producer() -> Non
     publisher = Publisher(producer, SETTINGS, Metrics(CollectorRegistry()))
     await asyncio.gather(*(publisher.publish(batch(), {(SETTINGS.frames_topic, i): i}) for i in range(5)))
     assert len(producer.committed) == 5 * 6 and len(producer.offsets) == 5
+
+
+async def test_a_fenced_producer_is_replaced_and_the_batch_goes_once_through_the_new_one() -> None:
+    fenced = FakeProducer(fail={b"event": [ProducerFenced()]})
+    fresh = FakeProducer()
+
+    async def renew() -> FakeProducer:
+        return fresh
+
+    publisher = Publisher(fenced, SETTINGS, Metrics(CollectorRegistry()), renew=renew)  # type: ignore[arg-type]
+    assert await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 5}) == 0
+    assert fenced.committed == [] and publisher.producer is fresh
+    assert [value for _, value, _ in fresh.committed] == [
+        b"frame-0",
+        b"frame-1",
+        b"event",
+        b"outcome-0",
+        b"outcome-1",
+        b"state",
+    ]
+    assert fresh.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 5}

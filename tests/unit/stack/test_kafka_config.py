@@ -28,7 +28,8 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     assert int(specs[settings.dead_letter_topic].config["max.message.bytes"]) > int(frames.config["max.message.bytes"])
     events = specs[settings.events_topic]  # erasure tombstones each event: compacted, on the session's partition
     assert events.num_partitions == 12 and events.config["cleanup.policy"] == "compact,delete"
-    assert int(events.config["retention.ms"]) <= int(state.config["retention.ms"])  # erasure reads the count there
+    # Erasure reads a session's event count from its state: events leave the disk (retention + a segment) first.
+    assert int(events.config["retention.ms"]) + int(events.config["segment.ms"]) <= int(state.config["retention.ms"])
 
 
 def test_every_topic_leaves_the_disk_soon_after_its_retention(tmp_path: Path) -> None:
@@ -70,14 +71,39 @@ def test_the_embedded_broker_authenticates_encrypts_and_denies_what_no_acl_allow
     assert (tmp_path / "kafka-tls" / "broker.pem").stat().st_mode & 0o777 == 0o600
     users = json.loads((tmp_path / "kafka-tls" / "kafka-users.json").read_text())
     assert set(users) == {"vto-admin", "vto-worker", "vto-client", "vto-analytics"} and len(set(users.values())) == 4
-    grants = {(b.principal, b.name, b.operation.name) for b in kafka.acl_bindings(settings)}
-    assert ("User:vto-client", settings.frames_topic, "WRITE") in grants
-    assert ("User:vto-client", settings.events_topic, "READ") not in grants  # shoppers never read analytics
-    assert {(p, n) for p, n, op in grants if op == "READ" and p == "User:vto-analytics"} == {
-        ("User:vto-analytics", settings.events_topic),
-        ("User:vto-analytics", "vto-analytics"),
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for b in kafka.acl_bindings(settings):
+        assert b.permission_type.name == "ALLOW" and b.host == "*"
+        grants.setdefault(b.principal, set()).add((b.name, b.operation.name))
+    s = settings
+    assert grants["User:vto-client"] == {  # exactly: frames and control in, rendered frames out
+        *((t, op) for t in (s.frames_topic, s.control_topic) for op in ("WRITE", "DESCRIBE")),
+        (s.rendered_topic, "READ"),
+        (s.rendered_topic, "DESCRIBE"),
+        ("vto-client", "READ"),
     }
-    assert not any(p == "User:vto-worker" and n == settings.frames_topic and op == "WRITE" for p, n, op in grants)
+    assert grants["User:vto-analytics"] == {
+        (s.events_topic, "READ"),
+        (s.events_topic, "DESCRIBE"),
+        ("vto-analytics", "READ"),
+    }
+    worker = grants["User:vto-worker"]
+    assert {t for t, op in worker if op == "READ"} == {
+        s.frames_topic,
+        s.control_topic,
+        s.state_topic,
+        s.worker_group,
+        f"{s.worker_group}.",
+    }
+    assert {t for t, op in worker if op == "WRITE"} == {
+        s.rendered_topic,
+        s.events_topic,
+        s.dead_letter_topic,
+        s.outcomes_topic,
+        s.state_topic,
+        f"{s.worker_group}.",
+    }
+    assert set(grants) == {"User:vto-client", "User:vto-analytics", "User:vto-worker"}  # vto-admin: super user
 
 
 def test_plaintext_stays_possible_for_a_trusted_network(tmp_path: Path) -> None:
