@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import Consumer, Message, Producer
 
@@ -70,3 +73,15 @@ def consume(
     finally:
         consumer.close()
     return found
+
+
+def record_result(name: str, figures: dict[str, object]) -> None:
+    """A fault test's figures, printed, and added to the JSON file VTO_FAULT_RESULTS names when set
+    (`loadtest/faults.py` sets it: that is where the figures in docs/guarantees.md come from)."""
+    print(f"\n{name}: {json.dumps(figures)}")
+    path = os.environ.get("VTO_FAULT_RESULTS")
+    if path:
+        results = Path(path)
+        data = json.loads(results.read_text()) if results.exists() else {}
+        data[name] = figures
+        results.write_text(json.dumps(data, indent=2) + "\n")

@@ -32,7 +32,7 @@ from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.session_store import read_to_end
 from streams.settings import Settings
 from streams.stack import embedded, kafka, triton
-from tests.kafka_io import consume, session_events
+from tests.kafka_io import consume, record_result, session_events
 from tests.shopper import Shopper
 
 pytestmark = pytest.mark.integration
@@ -94,9 +94,16 @@ def test_triton_killed_and_restarted_degrades_visibly_and_recovers_by_itself(sta
     # Every frame sent is accounted: rendered once, or dropped and counted (notices are one a second).
     rendered_sequences = {f.sequence for f in ok}
     assert len(rendered_sequences) + lost >= len(sent), (len(rendered_sequences), lost, len(sent))
-    print(
-        f"\nTriton fault: {len(sent)} frames sent, {len(rendered_sequences)} rendered, {lost:.0f} dropped as "
-        f"inference_unavailable, {len(degraded)} degraded notices, first frame {recovery_s:.1f} s after Triton was back"
+    record_result(
+        "triton_killed_and_restarted",
+        {
+            "frames_sent": len(sent),
+            "rendered": len(rendered_sequences),
+            "dropped": {"inference_unavailable": int(lost)},
+            "degraded_notices": len(degraded),
+            "triton_away_s": round((back_us - killed_us) / 1e6, 1),
+            "recovery_s": round(recovery_s, 1),
+        },
     )
 
 
@@ -151,11 +158,19 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
     after = sorted((f for f in rendered if f.capture_time_unix_us > back_us), key=lambda f: f.rendered_time_unix_us)
     assert after, "nothing captured after the broker came back was rendered"
     recovery_s = (after[0].rendered_time_unix_us - back_us) / 1e6
-    print(
-        f"\nbroker restart: {len(shopper.sent)} frames sent, {summary['rendered']} rendered, dropped "
-        f"{summary['dropped']}, dead-lettered {summary['dead_lettered']}, 0 unaccounted, events {dict(types)}; "
-        f"broker away {(back_us - down_us) / 1e6:.1f} s, first frame captured after it rendered {recovery_s:.1f} s "
-        "after it was back"
+    record_result(
+        "broker_restarted",
+        {
+            "frames_sent": len(shopper.sent),
+            "rendered": summary["rendered"],
+            "dropped": summary["dropped"],
+            "dead_lettered": summary["dead_lettered"],
+            "unaccounted": summary["unaccounted"],
+            "handled_twice": summary["handled_twice"],
+            "events": dict(types),
+            "broker_away_s": round((back_us - down_us) / 1e6, 1),
+            "recovery_s": round(recovery_s, 1),
+        },
     )
     assert recovery_s < 15, f"rendering resumed only {recovery_s:.1f} s after the broker was back"
 
@@ -213,7 +228,15 @@ def test_workers_joining_and_leaving_while_frames_flow_lose_and_repeat_nothing(s
     assert moved, "no session moved between the workers"
     sent = sum(len(s.sent) for s in shoppers)
     rendered = sum(len(frames) for frames in by_session.values())
-    print(
-        f"\nrebalance: {len(shoppers)} sessions (one per partition), {sent} frames sent, {rendered} rendered, "
-        f"{len(moved)} sessions moved between 2 workers, 0 unaccounted, each event once"
+    record_result(
+        "worker_joined_and_left",
+        {
+            "sessions": len(shoppers),
+            "frames_sent": sent,
+            "rendered": rendered,
+            "dropped": {s: summaries[s]["dropped"] for s in summaries if summaries[s]["dropped"]},
+            "sessions_moved": len(moved),
+            "unaccounted": sum(int(summaries[s]["unaccounted"]) for s in summaries),  # type: ignore[call-overload]
+            "handled_twice": sum(int(summaries[s]["handled_twice"]) for s in summaries),  # type: ignore[call-overload]
+        },
     )

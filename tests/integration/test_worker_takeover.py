@@ -29,7 +29,7 @@ from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.session_store import read_to_end
 from streams.settings import Settings
 from streams.stack import embedded
-from tests.kafka_io import consume, session_events
+from tests.kafka_io import consume, record_result, session_events
 
 pytestmark = pytest.mark.integration
 
@@ -150,10 +150,6 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
         first_s = (new[0].rendered_time_unix_us - killed_at_us) / 1e6
         assert moved, "the survivor never took the dead worker's partitions"
         moved_s = moved[0] - killed_at_us / 1e6
-        print(
-            f"\ntakeover: the survivor served every partition {moved_s:.1f} s after the kill, and rendered the "
-            f"session's next frame {first_s:.1f} s after it (the backlog batch rendered in full: supersede is off)"
-        )
         assert moved_s < 3.0, f"the dead worker's sessions moved only after {moved_s:.1f} s"
 
         # No detector burst: every frame the survivor rendered, its very first included, continued the track.
@@ -183,7 +179,21 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
         assert types["TYPE_SESSION_STARTED"] == types["TYPE_TRY_ON_RENDERED"] == types["TYPE_SESSION_ENDED"] == 1, types
         assert types["TYPE_FIT_ADVICE"] >= 1, types
         summary = account(settings, session)
-        print(f"takeover: {FRAMES} frames sent, {summary}, events {dict(types)}")
+        record_result(
+            "worker_sigkilled",
+            {
+                "frames_sent": FRAMES,
+                "rendered": summary["rendered"],
+                "dropped": summary["dropped"],
+                "dead_lettered": summary["dead_lettered"],
+                "unaccounted": summary["unaccounted"],
+                "handled_twice": summary["handled_twice"],
+                "events": dict(types),
+                "partitions_moved_s": round(moved_s, 1),  # the survivor served every partition
+                # its first frame, after rendering the dead worker's open batch in full (tests turn superseding off)
+                "next_frame_rendered_s": round(first_s, 1),
+            },
+        )
         assert summary["frames"] == FRAMES and summary["unaccounted"] == 0 and summary["handled_twice"] == 0, summary
     finally:
         if killed_pid is not None:  # leave the stack as the other tests expect it: worker-0 up, worker-1 gone
