@@ -75,6 +75,12 @@ def consume(
     return found
 
 
+def outcome_figures(summary: dict[str, object]) -> dict[str, object]:
+    """What `vto account` says of a session, as a fault result records it."""
+    names = ("frames", "rendered", "dropped", "dead_lettered", "unaccounted", "handled_twice")
+    return {("frames_sent" if name == "frames" else name): summary[name] for name in names}
+
+
 def record_result(name: str, figures: dict[str, object]) -> None:
     """A fault test's figures, printed, and added to the JSON file VTO_FAULT_RESULTS names when set
     (`loadtest/faults.py` sets it: that is where the figures in docs/guarantees.md come from)."""

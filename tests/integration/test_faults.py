@@ -32,7 +32,7 @@ from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.session_store import read_to_end
 from streams.settings import Settings
 from streams.stack import embedded, kafka, triton
-from tests.kafka_io import consume, record_result, session_events
+from tests.kafka_io import consume, outcome_figures, record_result, session_events
 from tests.shopper import Shopper
 
 pytestmark = pytest.mark.integration
@@ -161,12 +161,7 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
     record_result(
         "broker_restarted",
         {
-            "frames_sent": len(shopper.sent),
-            "rendered": summary["rendered"],
-            "dropped": summary["dropped"],
-            "dead_lettered": summary["dead_lettered"],
-            "unaccounted": summary["unaccounted"],
-            "handled_twice": summary["handled_twice"],
+            **outcome_figures(summary),
             "events": dict(types),
             "broker_away_s": round((back_us - down_us) / 1e6, 1),
             "recovery_s": round(recovery_s, 1),

@@ -29,7 +29,7 @@ from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from streams.session_store import read_to_end
 from streams.settings import Settings
 from streams.stack import embedded
-from tests.kafka_io import consume, record_result, session_events
+from tests.kafka_io import consume, outcome_figures, record_result, session_events
 
 pytestmark = pytest.mark.integration
 
@@ -182,12 +182,7 @@ def test_sigkilled_worker_session_resumes_in_tracking_mode_without_a_jump(stack:
         record_result(
             "worker_sigkilled",
             {
-                "frames_sent": FRAMES,
-                "rendered": summary["rendered"],
-                "dropped": summary["dropped"],
-                "dead_lettered": summary["dead_lettered"],
-                "unaccounted": summary["unaccounted"],
-                "handled_twice": summary["handled_twice"],
+                **outcome_figures(summary),
                 "events": dict(types),
                 "partitions_moved_s": round(moved_s, 1),  # the survivor served every partition
                 # its first frame, after rendering the dead worker's open batch in full (tests turn superseding off)
