@@ -100,9 +100,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # enough to keep Triton busy; the rest stays on the broker, where it can go stale and be counted.
         stream_buffer_maxsize=PREFETCH_BATCHES * settings.worker_batch_size,
         broker_max_poll_records=2 * settings.worker_batch_size,
-        # Offsets are committed only inside each batch's transaction (streams/publisher.py); Faust's own periodic
-        # commit could move them back behind a committed batch. It still commits after draining on revoke/stop,
-        # when what it acknowledged is what the transactions committed.
+        # Offsets are committed only inside the publisher's transactions (streams/publisher.py, and
+        # `offsets_go_with_transactions` below): Faust never commits them itself, periodically or otherwise.
         broker_commit_interval=365 * 24 * 3600.0,
         broker_commit_every=None,
         # A worker that stops heartbeating (killed, hung) loses its partitions after the session timeout: sized for
@@ -113,6 +112,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         consumer_group_instance_id=settings.worker_instance or None,
         autodiscover=False,
     )
+
+    async def offsets_go_with_transactions(offsets: Any) -> bool:
+        """Faust commits the offsets of the events its agents acknowledged (on a rebalance, at shutdown). Those run
+        ahead of the publisher's open transaction by up to an interval, so committing them could skip records whose
+        outputs are then aborted: offsets are committed with those outputs, in the transaction, and nowhere else."""
+        return True
+
+    app.consumer._commit = offsets_go_with_transactions  # type: ignore[attr-defined]
 
     def topic(name: str) -> Any:
         return app.topic(name, key_type=bytes, value_type=bytes, allow_empty=True, internal=False)
@@ -138,6 +145,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             enable_idempotence=True,
             acks="all",
             max_request_size=2 * settings.max_message_bytes + 65536,  # dead letters hold a whole frame
+            # A transaction's steps that meet the previous one's markers still being written are retried: after
+            # 10 ms, not aiokafka's 100 ms, which each frame of a session would wait.
+            retry_backoff_ms=10,
         )
         await producer.start()  # registers the transactional id: aborts what a predecessor left open
         holder["producer"] = producer
@@ -214,8 +224,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         status["assigned"] = True
         metrics.ready.set(1 if status["partitions"] else 0)
 
+    @app.timer(interval=max(settings.commit_interval_s, 0.05))  # type: ignore[untyped-decorator]
+    async def commit_open_transaction() -> None:
+        """An idle worker's last batches are committed too, within the interval."""
+        if "publisher" in holder:
+            await holder["publisher"].flush()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
+        """A graceful stop commits what the worker did (an abrupt one leaves it to the partitions' next owner)."""
+        if "publisher" in holder:
+            await holder["publisher"].flush()
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        if "publisher" in holder:  # what this worker did with the partitions is committed before they move
+            await holder["publisher"].flush()
         metrics.ready.set(0)
         states_restored.clear()  # until the next assignment has read its sessions back
 

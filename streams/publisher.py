@@ -1,8 +1,9 @@
-"""Stage 'publish': a micro-batch's outputs and the offsets of the records it consumed, in one Kafka transaction.
+"""Stage 'publish': micro-batches' outputs and the offsets of the records they consumed, in one Kafka transaction
+per `VTO_COMMIT_INTERVAL_S`.
 
 Readers that read committed (analytics, `vto account`, the session states a takeover reads back) see each batch
 whole and once, or not at all: a batch's try-on events, fit advice, frame outcomes, dead letters and session
-states commit together with the consumer offsets past the records that produced them. A worker killed mid-batch
+states commit together with the consumer offsets past the records that produced them. A worker killed mid-interval
 leaves an open transaction that the broker aborts (at once when a worker of the same `VTO_WORKER_INSTANCE`
 starts, else after `VTO_TRANSACTION_TIMEOUT_S`); the partition's next owner handles those records again from
 the committed offsets, with the session states of the last committed batch.
@@ -94,8 +95,11 @@ def size_limit(settings: Settings, topic: str) -> int:
 
 
 class Publisher:
-    """Sends each batch in a transaction of the worker's one transactional producer (control and frames agents
-    take turns). Offsets are {(topic, partition): next offset to read}."""
+    """The worker's one transactional producer (control and frames agents take turns). Each batch's records are
+    sent at once in the open transaction (shoppers read uncommitted: a rendered frame shows without waiting); the
+    transaction, with the consumer offsets past every batch in it, commits once it has been open
+    `VTO_COMMIT_INTERVAL_S` (`publish`), or when the worker's timer or a rebalance asks (`flush`): one commit's
+    round trips are paid per interval, not per batch. Offsets are {(topic, partition): next offset to read}."""
 
     def __init__(
         self,
@@ -107,67 +111,109 @@ class Publisher:
         self.producer, self.settings, self.metrics = producer, settings, metrics
         self.renew = renew  # a new producer of the same transactional id, for one that was fenced
         self.lock = asyncio.Lock()
+        self.records: list[Out] = []  # sent (or to send) in the open transaction
+        self.offsets: dict[TopicPartition, int] = {}  # to commit with it
+        self.sent: list[tuple[Out, Any]] = []  # (record, acknowledgement) of what went out in it
+        self.healthy = True  # False once a send failed: the commit aborts and sends everything again
+        self.send_error: KafkaError | None = None
+        self.opened = 0.0  # monotonic time the open transaction began; 0: none is open
 
     async def publish(self, out: Outputs, offsets: Mapping[tuple[str, int], int]) -> int:
-        """Send `out` and commit `offsets` in one transaction, retrying until the broker takes it; returns the
-        records left out because no broker would ever take them."""
-        pending, refused = [], 0
+        """Send a batch's records in the open transaction and add its offsets to it; commit when the interval
+        is up. Returns the records left out because no broker would ever take them."""
+        batch, refused = [], 0
         for record in records(out, self.settings):
             size = len(record.key or b"") + len(record.value or b"") + RECORD_OVERHEAD
             if size > size_limit(self.settings, record.topic):
                 self._refused(record, f"{size} bytes is over the topic's limit")
                 refused += 1
             else:
-                pending.append(record)
-        commit = {TopicPartition(topic, partition): offset for (topic, partition), offset in offsets.items()}
+                batch.append(record)
         async with self.lock:
-            started = time.monotonic()
-            for attempt in itertools.count():
-                failed = await self._attempt(pending, commit)
-                if failed is None:
-                    return refused
-                lasting = [record for record, exc in failed if record and isinstance(exc, NEVER_TAKEN)]
-                for record in lasting:
-                    self._refused(record, "the broker refused it")
-                    pending.remove(record)
-                refused += len(lasting)
-                if time.monotonic() - started > GIVE_UP_S:
-                    # Broker gone for minutes, or a producer that cannot recover: stop, so that the orchestrator
-                    # restarts this worker and the partitions' records are handled again from the committed offsets.
-                    log.critical("no transaction committed for %.0f s; exiting", GIVE_UP_S)
-                    os._exit(70)
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
-                log.warning("transaction of %d records aborted; sending again in %.2f s", len(pending), delay)
-                self.metrics.publish_retries.inc()
-                await asyncio.sleep(delay)
+            self.records += batch
+            for (topic, partition), offset in offsets.items():
+                tp = TopicPartition(topic, partition)
+                self.offsets[tp] = max(self.offsets.get(tp, 0), offset)
+            if self.healthy:
+                await self._send(batch)
+            if time.monotonic() - self.opened >= self.settings.commit_interval_s:
+                refused += await self._commit()
+        return refused
+
+    async def flush(self) -> int:
+        """Commit the open transaction now, if there is one (the worker's timer, a rebalance, shutdown)."""
+        async with self.lock:
+            return await self._commit() if self.records or self.offsets else 0
+
+    async def _send(self, batch: list[Out]) -> None:
+        try:
+            if not self.opened:
+                await self.producer.begin_transaction()
+                self.opened = time.monotonic()
+            for record in batch:
+                try:
+                    ack = await self.producer.send(record.topic, record.value, record.key, record.partition)
+                except NEVER_TAKEN as exc:
+                    self._refused(record, str(exc))
+                    self.records.remove(record)
+                    continue
+                self.sent.append((record, ack))
+        except KafkaError as exc:
+            log.error("publish failed: %s", exc)
+            self.healthy, self.send_error = False, exc
+
+    async def _commit(self) -> int:
+        """Commit the open transaction; on any failure, abort it and send all it held again in a fresh one until
+        the broker takes it. Returns the records left out."""
+        started, refused = time.monotonic(), 0
+        for attempt in itertools.count():
+            failed = await self._finish()
+            if failed is None:
+                self.metrics.stage_seconds.labels("publish").observe(time.monotonic() - started)
+                self.records, self.offsets, self.sent, self.opened = [], {}, [], 0.0
+                self.healthy, self.send_error = True, None
+                return refused
+            lasting = [record for record, exc in failed if record and isinstance(exc, NEVER_TAKEN)]
+            for record in lasting:
+                self._refused(record, "the broker refused it")
+                self.records.remove(record)
+            refused += len(lasting)
+            if time.monotonic() - started > GIVE_UP_S:
+                # Broker gone for minutes, or a producer that cannot recover: stop, so that the orchestrator
+                # restarts this worker and the partitions' records are handled again from the committed offsets.
+                log.critical("no transaction committed for %.0f s; exiting", GIVE_UP_S)
+                os._exit(70)
+            delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+            log.warning("transaction of %d records aborted; sending again in %.2f s", len(self.records), delay)
+            self.metrics.publish_retries.inc()
+            await asyncio.sleep(delay)
+            self.sent, self.opened, self.healthy, self.send_error = [], 0.0, True, None
+            await self._send(list(self.records))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
-    async def _attempt(
-        self, pending: list[Out], offsets: dict[TopicPartition, int]
-    ) -> list[tuple[Out | None, BaseException]] | None:
-        """One transaction; None when committed, else what failed (the transaction is aborted)."""
+    async def _finish(self) -> list[tuple[Out | None, BaseException]] | None:
+        """Wait for the open transaction's acknowledgements, then commit it with the offsets; None when committed,
+        else what failed (the transaction is aborted)."""
         producer = self.producer
         failed: list[tuple[Out | None, BaseException]] = []
         try:
-            await producer.begin_transaction()
-            sent = []
-            for record in pending:
-                try:
-                    sent.append((record, await producer.send(record.topic, record.value, record.key, record.partition)))
-                except KafkaError as exc:
-                    failed.append((record, exc))
-            acks = await asyncio.gather(*(ack for _, ack in sent), return_exceptions=True)
-            failed += [(rec, ack) for (rec, _), ack in zip(sent, acks, strict=True) if isinstance(ack, BaseException)]
+            if not self.healthy:
+                raise self.send_error or KafkaError("a record could not be sent")
+            if not self.opened:  # offsets only (every record was refused): still a transaction of its own
+                await producer.begin_transaction()
+                self.opened = time.monotonic()
+            acks = await asyncio.gather(*(ack for _, ack in self.sent), return_exceptions=True)
+            failed += [(r, ack) for (r, _), ack in zip(self.sent, acks, strict=True) if isinstance(ack, BaseException)]
             if any(isinstance(exc, ProducerFenced) for _, exc in failed):
                 raise ProducerFenced()
             if not failed:
-                if offsets:
-                    await producer.send_offsets_to_transaction(offsets, self.settings.worker_group)
+                if self.offsets:
+                    await producer.send_offsets_to_transaction(self.offsets, self.settings.worker_group)
                 await producer.commit_transaction()
                 return None
         except ProducerFenced as exc:
             # The broker bumped this transactional id's epoch: a transaction that outlived its timeout (the broker
-            # was away), or another worker started with the same VTO_WORKER_INSTANCE. The batch goes again with a
+            # was away), or another worker started with the same VTO_WORKER_INSTANCE. The records go again with a
             # new producer; twice-configured workers keep fencing each other, which the log says.
             log.error("this worker's producer was fenced (%s): a new one takes over its transactions", exc)
             if self.renew is None:

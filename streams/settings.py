@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="Stable name of this worker (a StatefulSet pod's name): its Kafka transactional id, so a "
         "restarted worker aborts its predecessor's open batch at once. Empty: host and process id.",
     )
+    commit_interval_s: float = Field(
+        0.5,
+        ge=0,
+        description="A worker's open transaction commits after this: committed readers (analytics, accounting) lag "
+        "by about as much; shoppers see rendered frames at once.",
+    )
     worker_session_timeout_s: float = Field(
         2.0,
         ge=1.0,

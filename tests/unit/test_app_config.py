@@ -35,3 +35,11 @@ def test_the_worker_authenticates_as_its_principal_over_tls(tmp_path: Path) -> N
     assert credentials.protocol.value == "SASL_SSL" and credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
     producer = kafka_client.aiokafka(settings)  # the transactional producer's
     assert producer["security_protocol"] == "SASL_SSL" and producer["sasl_plain_username"] == "vto-worker"
+
+
+async def test_faust_never_commits_offsets_itself_they_go_only_with_the_transactions() -> None:
+    """Faust's acknowledged offsets run ahead of the open transaction: committing them at a rebalance or a stop
+    would skip records whose outputs are then aborted (a frame left without an outcome)."""
+    app = create_app(Settings(kafka_security="PLAINTEXT"), CollectorRegistry())
+    assert await app.consumer._commit({("vto.frames.v1", 0): 99}) is True  # nothing sent to the broker
+    assert app.conf.broker_commit_interval > 24 * 3600

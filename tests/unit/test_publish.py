@@ -19,7 +19,7 @@ from streams.pipeline import Outputs, Record
 from streams.publisher import Publisher
 from streams.settings import Settings
 
-SETTINGS = Settings(max_message_bytes=4000)
+SETTINGS = Settings(max_message_bytes=4000, commit_interval_s=0)  # a commit per publish, unless a test says
 
 
 class FakeProducer:
@@ -157,3 +157,37 @@ async def test_a_fenced_producer_is_replaced_and_the_batch_goes_once_through_the
         b"state",
     ]
     assert fresh.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 5}
+
+
+async def test_batches_go_out_at_once_and_commit_together_once_the_interval_is_up() -> None:
+    producer = FakeProducer()
+    settings = Settings(max_message_bytes=4000, commit_interval_s=3600)
+    publisher = Publisher(producer, settings, Metrics(CollectorRegistry()))
+    await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 5})
+    await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 9, (SETTINGS.frames_topic, 1): 2})
+    assert producer.open is not None and len(producer.open) == 12  # sent: a shopper reading uncommitted sees them
+    assert producer.committed == [] and producer.offsets == {}  # committed readers do not yet
+    await publisher.flush()  # the worker's timer
+    assert len(producer.committed) == 12 and producer.open is None
+    assert producer.offsets == {
+        TopicPartition(SETTINGS.frames_topic, 0): 9,
+        TopicPartition(SETTINGS.frames_topic, 1): 2,
+    }
+    await publisher.flush()  # nothing open: nothing happens
+    assert len(producer.committed) == 12
+
+
+async def test_a_failure_in_an_open_transaction_sends_all_it_held_again_each_once() -> None:
+    producer = FakeProducer(fail={b"event": [KafkaTimeoutError()]})  # the first batch's event is lost
+    settings = Settings(max_message_bytes=4000, commit_interval_s=3600)
+    publisher = Publisher(producer, settings, Metrics(CollectorRegistry()))
+    await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 5})
+    second = Outputs(rendered=[(b"s2", b"frame-x")])
+    await publisher.publish(second, {(SETTINGS.frames_topic, 0): 6})
+    await publisher.flush()
+    assert producer.aborted == 1
+    values = [value for _, value, _ in producer.committed]
+    assert sorted(values) == sorted(
+        [b"frame-0", b"frame-1", b"event", b"outcome-0", b"outcome-1", b"state", b"frame-x"]
+    )
+    assert producer.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 6}
