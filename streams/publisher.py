@@ -158,9 +158,12 @@ class Publisher:
                     self.records.remove(record)
                     continue
                 self.sent.append((record, ack))
-        except KafkaError as exc:
+        except BaseException as exc:  # aiokafka raises more than KafkaError (its state checks are assertions)
             log.error("publish failed: %s", exc)
-            self.healthy, self.send_error = False, exc
+            self.healthy = False
+            self.send_error = exc if isinstance(exc, KafkaError) else KafkaError(repr(exc))
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the batch stays in the transaction to commit or abort
 
     async def _commit(self) -> int:
         """Commit the open transaction; on any failure, abort it and send all it held again in a fresh one until
@@ -197,7 +200,7 @@ class Publisher:
         producer = self.producer
         failed: list[tuple[Out | None, BaseException]] = []
         try:
-            if not self.healthy:
+            if not self.healthy or len(self.sent) != len(self.records):
                 raise self.send_error or KafkaError("a record could not be sent")
             if not self.opened:  # offsets only (every record was refused): still a transaction of its own
                 await producer.begin_transaction()
@@ -216,19 +219,26 @@ class Publisher:
             # was away), or another worker started with the same VTO_WORKER_INSTANCE. The records go again with a
             # new producer; twice-configured workers keep fencing each other, which the log says.
             log.error("this worker's producer was fenced (%s): a new one takes over its transactions", exc)
-            if self.renew is None:
-                os._exit(70)
-            self.producer = await self.renew()
+            await self._renew()
             return [(None, exc)]
-        except (TimeoutError, KafkaError) as exc:
+        except Exception as exc:  # KafkaError, a timeout, or aiokafka's assertion of a producer in a fatal state
             failed.append((None, exc))
         for _, error in failed:
             log.error("publish failed: %s", error)
         try:
             await producer.abort_transaction()
-        except KafkaError as exc:
-            log.error("could not abort the transaction: %s", exc)
+        except Exception as exc:  # fenced meanwhile, or fatal: a new producer aborts what this one left open
+            log.error("could not abort the transaction (%s): a new producer takes over", exc)
+            await self._renew()
         return failed
+
+    async def _renew(self) -> None:
+        if self.renew is None:
+            os._exit(70)
+        try:
+            self.producer = await self.renew()
+        except Exception as exc:  # the broker away: the commit loop tries again
+            log.error("could not start a new producer: %s", exc)
 
     def _refused(self, record: Out, why: str) -> None:
         log.error("a record of %s was left out of its batch: %s", record.label, why)

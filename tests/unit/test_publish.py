@@ -26,8 +26,15 @@ class FakeProducer:
     """Like aiokafka's transactional producer: records and offsets become visible only when a transaction commits.
     `fail` maps a value to the exception its acknowledgement raises, once per listed exception."""
 
-    def __init__(self, fail: dict[bytes, list[BaseException]] | None = None) -> None:
+    def __init__(
+        self,
+        fail: dict[bytes, list[BaseException]] | None = None,
+        raise_on_send: dict[bytes, list[BaseException]] | None = None,
+        abort_error: BaseException | None = None,
+    ) -> None:
         self.fail = fail or {}
+        self.raise_on_send = raise_on_send or {}  # raised by send() itself, as aiokafka's state checks do
+        self.abort_error = abort_error
         self.committed: list[tuple[str, bytes | None, int | None]] = []
         self.offsets: dict[TopicPartition, int] = {}
         self.open: list[tuple[str, bytes | None, int | None]] | None = None
@@ -40,6 +47,9 @@ class FakeProducer:
 
     async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None) -> Any:
         assert self.open is not None, "send outside a transaction"
+        raising = self.raise_on_send.get(value or b"")
+        if raising:
+            raise raising.pop(0)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         failures = self.fail.get(value or b"")
         if failures:
@@ -60,6 +70,8 @@ class FakeProducer:
         self.open = None
 
     async def abort_transaction(self) -> None:
+        if self.abort_error is not None:
+            raise self.abort_error  # a producer in aiokafka's fatal state cannot abort
         self.open, self.aborted = None, self.aborted + 1
 
 
@@ -191,3 +203,33 @@ async def test_a_failure_in_an_open_transaction_sends_all_it_held_again_each_onc
         [b"frame-0", b"frame-1", b"event", b"outcome-0", b"outcome-1", b"state", b"frame-x"]
     )
     assert producer.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 6}
+
+
+async def test_a_send_that_raises_anything_mid_batch_aborts_and_the_whole_batch_goes_again() -> None:
+    """aiokafka's send() raises more than KafkaError (an assertion on an unknown partition, an illegal state):
+    the records after it were never sent, so the transaction must not commit the batch's offsets without them."""
+    producer = FakeProducer(raise_on_send={b"event": [AssertionError("Unrecognized partition")]})
+    publisher = Publisher(producer, SETTINGS, Metrics(CollectorRegistry()))
+    assert await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 3}) == 0
+    assert producer.aborted == 1
+    assert [v for _, v, _ in producer.committed] == [
+        b"frame-0",
+        b"frame-1",
+        b"event",
+        b"outcome-0",
+        b"outcome-1",
+        b"state",
+    ]
+
+
+async def test_a_producer_that_cannot_abort_is_replaced_and_the_batch_goes_through_the_new_one() -> None:
+    broken = FakeProducer(fail={b"event": [KafkaTimeoutError()]}, abort_error=AssertionError("fatal state"))
+    fresh = FakeProducer()
+
+    async def renew() -> FakeProducer:
+        return fresh
+
+    publisher = Publisher(broken, SETTINGS, Metrics(CollectorRegistry()), renew=renew)  # type: ignore[arg-type]
+    assert await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 4}) == 0
+    assert broken.committed == [] and publisher.producer is fresh
+    assert len(fresh.committed) == 6 and fresh.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 4}
