@@ -89,6 +89,9 @@ def batch() -> Outputs:
     )
 
 
+EVERY_VALUE = [b"frame-0", b"frame-1", b"event", b"outcome-0", b"outcome-1", b"state"]  # batch()'s, in send order
+
+
 def metric(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
@@ -150,27 +153,6 @@ async def test_control_and_frames_agents_take_turns_in_the_one_producer() -> Non
     assert len(producer.committed) == 5 * 6 and len(producer.offsets) == 5
 
 
-async def test_a_fenced_producer_is_replaced_and_the_batch_goes_once_through_the_new_one() -> None:
-    fenced = FakeProducer(fail={b"event": [ProducerFenced()]})
-    fresh = FakeProducer()
-
-    async def renew() -> FakeProducer:
-        return fresh
-
-    publisher = Publisher(fenced, SETTINGS, Metrics(CollectorRegistry()), renew=renew)  # type: ignore[arg-type]
-    assert await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 5}) == 0
-    assert fenced.committed == [] and publisher.producer is fresh
-    assert [value for _, value, _ in fresh.committed] == [
-        b"frame-0",
-        b"frame-1",
-        b"event",
-        b"outcome-0",
-        b"outcome-1",
-        b"state",
-    ]
-    assert fresh.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 5}
-
-
 async def test_batches_go_out_at_once_and_commit_together_once_the_interval_is_up() -> None:
     producer = FakeProducer()
     settings = Settings(max_message_bytes=4000, commit_interval_s=3600)
@@ -212,18 +194,20 @@ async def test_a_send_that_raises_anything_mid_batch_aborts_and_the_whole_batch_
     publisher = Publisher(producer, SETTINGS, Metrics(CollectorRegistry()))
     assert await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 3}) == 0
     assert producer.aborted == 1
-    assert [v for _, v, _ in producer.committed] == [
-        b"frame-0",
-        b"frame-1",
-        b"event",
-        b"outcome-0",
-        b"outcome-1",
-        b"state",
-    ]
+    assert [v for _, v, _ in producer.committed] == EVERY_VALUE
 
 
-async def test_a_producer_that_cannot_abort_is_replaced_and_the_batch_goes_through_the_new_one() -> None:
-    broken = FakeProducer(fail={b"event": [KafkaTimeoutError()]}, abort_error=AssertionError("fatal state"))
+@pytest.mark.parametrize(
+    "broken",
+    [
+        FakeProducer(fail={b"event": [ProducerFenced()]}),  # the broker bumped its epoch
+        FakeProducer(fail={b"event": [KafkaTimeoutError()]}, abort_error=AssertionError("fatal state")),
+    ],
+    ids=["fenced", "cannot-abort"],
+)
+async def test_a_producer_that_is_fenced_or_cannot_abort_is_replaced_and_the_batch_goes_once_through_the_new_one(
+    broken: FakeProducer,
+) -> None:
     fresh = FakeProducer()
 
     async def renew() -> FakeProducer:
@@ -232,4 +216,5 @@ async def test_a_producer_that_cannot_abort_is_replaced_and_the_batch_goes_throu
     publisher = Publisher(broken, SETTINGS, Metrics(CollectorRegistry()), renew=renew)  # type: ignore[arg-type]
     assert await publisher.publish(batch(), {(SETTINGS.frames_topic, 0): 4}) == 0
     assert broken.committed == [] and publisher.producer is fresh
-    assert len(fresh.committed) == 6 and fresh.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 4}
+    assert [v for _, v, _ in fresh.committed] == EVERY_VALUE
+    assert fresh.offsets == {TopicPartition(SETTINGS.frames_topic, 0): 4}
