@@ -407,13 +407,15 @@ class FramePipeline:
         return out
 
     def _latest_wins(self, out: Outputs, fresh: list[tuple[Record, Frame]]) -> list[tuple[Record, Frame]]:
-        """Freshness under overload: a frame that has queued longer than VTO_SUPERSEDE_AFTER_S is dropped as
-        `superseded` when a newer frame of its session is in the batch, so a slow system shows fewer, fresh frames
-        instead of a growing delay (and a backlog drains a batch of frames per session at a time)."""
+        """Freshness under overload: a session whose oldest frame in the batch has queued longer than
+        VTO_SUPERSEDE_AFTER_S is behind, and only its newest frame is rendered; the others are dropped as
+        `superseded`. A slow system shows fewer, fresh frames instead of a growing delay (and a backlog drains a
+        batch per session at a time); a session keeping up, even one sending in bursts, loses nothing."""
         newest = {frame.session_id: index for index, (_, frame) in enumerate(fresh)}
+        behind = {frame.session_id for _, frame in fresh if age_s(frame) > self.settings.supersede_after_s}
         kept = []
         for index, (record, frame) in enumerate(fresh):
-            if index != newest[frame.session_id] and age_s(frame) > self.settings.supersede_after_s:
+            if index != newest[frame.session_id] and frame.session_id in behind:
                 self._drop(out, record, frame, "superseded")
             else:
                 kept.append((record, frame))

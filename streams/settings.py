@@ -101,10 +101,10 @@ class Settings(BaseSettings):
     worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
     frame_max_age_s: float = Field(2.0, gt=0, description="Frames older than this (capture -> consume) are dropped.")
     supersede_after_s: float = Field(
-        0.3,
-        gt=0,
-        description="Latest frame wins: a frame queued this long is dropped (superseded) when a newer frame of its "
-        "session is in the same micro-batch.",
+        0.1,
+        ge=0,
+        description="Latest frame wins: a session whose oldest frame in a micro-batch has queued this long is behind, "
+        "and only its newest frame is rendered (the others are superseded).",
     )
     max_session_fps: float = Field(
         60.0, gt=0, description="Frames per second one session may send; beyond, frames are refused (a notice)."

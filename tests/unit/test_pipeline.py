@@ -674,7 +674,16 @@ async def test_latest_frame_wins_frames_that_queued_behind_a_newer_one_are_super
     tryon = FakeTryOn()
     pipeline, metrics = make(tryon, settings)
     now = time.time_ns() // 1000
-    ages_s = {("a", 0): 1.0, ("a", 1): 0.8, ("b", 0): 1.0, ("a", 2): 0.5, ("a", 3): 0.2, ("a", 4): 0.1}
+    ages_s = {
+        ("a", 0): 1.0,
+        ("a", 1): 0.8,
+        ("b", 0): 1.0,
+        ("c", 0): 0.25,  # c sends in a burst but keeps up: none of its frames waited 0.3 s
+        ("a", 2): 0.5,
+        ("c", 1): 0.05,
+        ("a", 3): 0.2,
+        ("a", 4): 0.1,
+    }
     batch = [
         record(
             frame(session=s, seq=q, capture_time_unix_us=now - int(age * 1e6)).SerializeToString(),
@@ -685,18 +694,19 @@ async def test_latest_frame_wins_frames_that_queued_behind_a_newer_one_are_super
     ]
     out = await pipeline.handle_frames(batch)
     rendered = [(f.session_id, f.sequence) for f in (RenderedFrame.FromString(v) for _, v in out.rendered)]
-    # a's frames that waited 0.5 s or more lose to its newest; a frame still within 0.3 s is rendered; b's only
-    # frame has nothing newer, however long it waited.
-    assert rendered == [("b", 0), ("a", 3), ("a", 4)]
-    assert len(tryon.requests) == 3
+    # a is behind (its oldest frame waited 1 s): only its newest is rendered, even a/3 that waited just 0.2 s;
+    # b's only frame has nothing newer, however long it waited; c, keeping up, loses nothing.
+    assert rendered == [("b", 0), ("c", 0), ("c", 1), ("a", 4)]
+    assert len(tryon.requests) == 4
     outcomes = [FrameOutcome.FromString(v) for _, v in out.outcomes]
     assert len(outcomes) == len(batch)
     assert sorted((o.session_id, o.sequence) for o in outcomes if o.reason == "superseded") == [
         ("a", 0),
         ("a", 1),
         ("a", 2),
+        ("a", 3),
     ]
-    assert sample(metrics, "vto_frames_dropped_total", reason="superseded") == 3
+    assert sample(metrics, "vto_frames_dropped_total", reason="superseded") == 4
 
 
 async def test_a_session_sending_too_fast_is_refused_beyond_its_rate_with_one_notice() -> None:
