@@ -14,14 +14,13 @@ import json
 import os
 import platform
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from streams.accounting import account
+from streams.accounting import account_when_settled
 from streams.demo import DEFAULT_VIDEO, collect, rendered_consumer
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import EncodedFrame, frames_of, send
@@ -48,11 +47,7 @@ def run(settings: Settings, clip: list[EncodedFrame], fps: float, item: str) -> 
     reader = threading.Thread(target=lambda: got.extend(collect(consumer, {session}, expected, 90)))
     reader.start()
     sent = send(settings, clip, session, fps, item)
-    deadline = time.monotonic() + 60
-    summary = account(settings, session)
-    while summary["unaccounted"] and time.monotonic() < deadline:
-        time.sleep(1)
-        summary = account(settings, session)
+    summary = account_when_settled(settings, session, len(sent))
     expected[0] = int(summary["rendered"])  # type: ignore[call-overload]
     reader.join()
     consumer.close()

@@ -8,6 +8,7 @@ without an outcome is unaccounted; an outcome for a frame the topic no longer ho
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from confluent_kafka import KafkaException
@@ -60,3 +61,14 @@ def account(settings: Settings, session: str, timeout_s: float = 60.0) -> dict[s
         "handled_twice": sum(1 for found in outcomes.values() if len(found) > 1),
         "outcomes_without_frame": len(set(outcomes) - sent),  # their frames' retention has passed
     }
+
+
+def account_when_settled(settings: Settings, session: str, frames: int, timeout_s: float = 60.0) -> dict[str, object]:
+    """`account` once every one of the `frames` the session sent has an outcome (outcomes become visible as their
+    worker's transaction commits), or when `timeout_s` ran out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        summary = account(settings, session)
+        if int(summary["accounted"]) >= frames or time.monotonic() > deadline:  # type: ignore[call-overload]
+            return summary
+        time.sleep(0.5)

@@ -94,7 +94,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_bind=settings.bind_address,
         topic_allow_declare=False,  # topics are created by `vto stack up` (or Strimzi), never by workers
         topic_disable_leader=True,
-        producer_max_request_size=settings.max_message_bytes + 65536,
         consumer_max_fetch_size=settings.max_message_bytes + 65536,
         # Faust buffers up to 4096 records per stream by default: with 4 MB frames, 16 GB. A few batches are
         # enough to keep Triton busy; the rest stays on the broker, where it can go stale and be counted.

@@ -20,7 +20,7 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from streams import kafka_client
-from streams.accounting import account
+from streams.accounting import account_when_settled
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import frames_of, send
 from streams.settings import Settings
@@ -87,16 +87,6 @@ def collect(
     return [got[k] for k in sorted(got)]
 
 
-def accounted(settings: Settings, session: str, frames: int, timeout_s: float) -> dict[str, object]:
-    """The session's `vto account` once every frame it sent has an outcome (or time ran out)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        summary = account(settings, session)
-        if summary["accounted"] == frames or time.monotonic() > deadline:
-            return summary
-        time.sleep(0.5)
-
-
 def contact_sheet(images: list[np.ndarray], columns: int = 4, tile: int = 240) -> np.ndarray:
     tiles = [cv2.resize(img, (tile, round(tile * img.shape[0] / img.shape[1]))) for img in images]
     height = max(t.shape[0] for t in tiles)
@@ -126,7 +116,7 @@ def run(
         )
         collector.start()  # consume while sending: latency is measured as a shopper would see it
         sent = send(settings, clip, session, fps=fps, item=list(items or DEFAULT_ITEMS))
-        outcomes = accounted(settings, session, len(sent), timeout_s=60)
+        outcomes = account_when_settled(settings, session, len(sent))
         expected[0] = int(outcomes["rendered"])  # type: ignore[call-overload]  # frames dropped will not come
         collector.join()
         consumer.close()

@@ -272,11 +272,25 @@ class FramePipeline:
         if state is None:  # new, or back after leaving memory: its events go on numbering where they stopped
             state = SessionState(events_sent=self.counts.pop(session_id, 0))
         self.sessions[session_id] = state
+        self._evict()
+        return state
+
+    def _evict(self) -> None:
+        """Least recently seen sessions leave memory beyond MAX_SESSIONS (their state is on the state topic);
+        their event counts stay, so their next events and an erasure number them right."""
         while len(self.sessions) > MAX_SESSIONS:
             evicted, old = self.sessions.popitem(last=False)
             if not old.erased:
                 self._remember_count(evicted, old.events_sent)
-        return state
+
+    def _ended_long_ago(self, state: SessionState) -> bool:
+        """Ended before any frame that could still be rendered was captured: nothing of it can arrive any more."""
+        return bool(state.ended_us) and state.ended_us < now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6)
+
+    def _free_place(self, state: SessionState) -> None:
+        """An admitted session that ends or is erased frees its place under max_active_sessions at once."""
+        if state.seen_us and not state.ended_us:
+            self.active_count = max(0, self.active_count - 1)
 
     def _event(
         self,
@@ -375,12 +389,13 @@ class FramePipeline:
                 results[index] = await self._infer(fresh[index][1])
 
         await asyncio.gather(*(session_chain(indices) for indices in by_session.values()))
-        touched: dict[str, int] = {}
+        touched: dict[str, None] = {}  # sessions whose state goes out with the batch, in order
         for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
             if self.sessions.get(frame.session_id, SessionState()).erased:
                 self._drop(out, record, frame, "session_erased")  # erased while it was being inferred
                 continue
-            touched[frame.session_id] = self._session(frame.session_id).partition = record.partition
+            self._session(frame.session_id).partition = record.partition
+            touched[frame.session_id] = None
             if isinstance(result, BadInput):
                 self._reject(out, record, result, frame)
             elif isinstance(result, InferenceUnavailable):
@@ -402,8 +417,8 @@ class FramePipeline:
                 )
             else:
                 self._publish_frame(out, record, frame, result, infer_s)
-        for session_id, partition in touched.items():
-            self._save_state(out, partition, session_id)
+        for session_id in touched:
+            self._save_state(out, session_id)
         return out
 
     def _latest_wins(self, out: Outputs, fresh: list[tuple[Record, Frame]]) -> list[tuple[Record, Frame]]:
@@ -634,8 +649,7 @@ class FramePipeline:
         if now_us() - self.forgotten_at < 1_000_000:
             return  # at most once a second: a pass over every session
         self.forgotten_at = now_us()
-        horizon = now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6)
-        for sid in [sid for sid, state in self.sessions.items() if state.ended_us and state.ended_us < horizon]:
+        for sid in [sid for sid, state in self.sessions.items() if self._ended_long_ago(state)]:
             state = self.sessions.pop(sid)
             if not state.erased:
                 self._remember_count(sid, state.events_sent)
@@ -686,50 +700,48 @@ class FramePipeline:
         if self.sessions.get(sid, SessionState()).erased:
             self._dead_letter(out, record, BadInput("session_erased", "the session was erased; start a new one"))
             return out
-        self._session(sid).partition = record.partition
         if control.action == SessionControl.ACTION_START:
             known = self.sessions.get(sid)
             # A (re)started session tracks afresh, unless this START is older than frames already handled (the
             # control and frame topics are consumed independently): wiping their state would replay the track.
-            if known is None or not control.time_unix_us or control.time_unix_us >= known.capture_time_unix_us:
-                self.sessions.pop(sid, None)
-                if known is not None:
-                    self._remember_count(sid, known.events_sent)  # a restart numbers its events on
+            if known is not None and (not control.time_unix_us or control.time_unix_us >= known.capture_time_unix_us):
+                del self.sessions[sid]
+                self._remember_count(sid, known.events_sent)  # a restart numbers its events on
+        self._session(sid).partition = record.partition
+        if control.action == SessionControl.ACTION_START:
             state = self._session(sid)
-            state.item_id, state.partition = control.item_id, record.partition
+            state.item_id = control.item_id
             state.set_profile(control)
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
-            self._save_state(out, record.partition, sid)
+            self._save_state(out, sid)
         elif control.action == SessionControl.ACTION_SET_FIT_PROFILE:
             self._session(sid).set_profile(control)
-            self._save_state(out, record.partition, sid)
+            self._save_state(out, sid)
         elif control.action == SessionControl.ACTION_SELECT_ITEM:
             self._session(sid).item_id = control.item_id
             self._event(out, sid, control.item_id, TryOnEvent.TYPE_ITEM_SELECTED)
-            self._save_state(out, record.partition, sid)
+            self._save_state(out, sid)
         else:  # ACTION_END
             # END travels on its own topic and may overtake the session's last queued frames: those are still
             # rendered with the session's tracking and its record of events sent (no TRY_ON_RENDERED twice), but
-            # write no state (the tombstone stays the session's last record), and the session leaves memory
+            # write only the ended-session record (no tracking state, no profile), and the session leaves memory
             # once they cannot arrive any more.
             state = self._session(sid)
-            if state.seen_us and not state.ended_us:
-                self.active_count = max(0, self.active_count - 1)  # its place is free for a new session
+            self._free_place(state)
             state.ended_us = control.time_unix_us or now_us()
             self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
-            self._save_state(out, record.partition, sid)  # its tracking state and profile are gone from the topic
+            self._save_state(out, sid)  # its tracking state and profile are gone from the topic
         return out
 
     def _erase(self, out: Outputs, partition: int, session_id: str) -> None:
         """Erasure on request (GDPR art. 17): tombstones for every try-on event the session sent and for its
         state, on their compacted topics; a TYPE_SESSION_ERASED event tells analytics sinks to forget it too;
         frames of it still in flight are dropped (`session_erased`)."""
+        counted = self.counts.pop(session_id, 0)  # a session no longer in memory left its count here
         state = self.sessions.pop(session_id, None)
-        sent = state.events_sent if state is not None else self.counts.get(session_id, 0)
-        self.counts.pop(session_id, None)
-        if state is not None and state.seen_us and not state.ended_us:
-            self.active_count = max(0, self.active_count - 1)
-        for n in range(sent):
+        if state is not None:
+            self._free_place(state)
+        for n in range(state.events_sent if state is not None else counted):
             out.events.append((partition, f"{session_id}/{n}".encode(), None))
         erased = TryOnEvent(session_id=session_id, type=TryOnEvent.TYPE_SESSION_ERASED, event_time_unix_us=now_us())
         out.events.append((partition, f"{session_id}/erased".encode(), erased.SerializeToString()))
@@ -738,12 +750,13 @@ class FramePipeline:
         self.sessions[session_id] = SessionState(ended_us=now_us(), erased=True, partition=partition)
 
     # -- state topic ------------------------------------------------------------------------------------
-    def _save_state(self, out: Outputs, partition: int, session_id: str) -> None:
+    def _save_state(self, out: Outputs, session_id: str) -> None:
+        """To the state topic's partition with the number of the session's frames partition."""
         state = self._session(session_id)
         if state.erased:
             return  # its tombstone is the last record it has
         message = state.ended_message(session_id) if state.ended_us else state.to_message(session_id)
-        out.states.append((partition, session_id.encode(), message.SerializeToString()))
+        out.states.append((state.partition, session_id.encode(), message.SerializeToString()))
 
     def restore(self, values: list[tuple[bytes, bytes | None]]) -> int:
         """Load session states read back from the state topic (in offset order; None = tombstone)."""
@@ -760,13 +773,11 @@ class FramePipeline:
                 continue
             self.sessions.pop(session_id, None)
             state = SessionState.from_message(message)
-            if state.ended_us and state.ended_us < now_us() - int((self.settings.frame_max_age_s + 1.0) * 1e6):
-                self._remember_count(session_id, state.events_sent)  # long over: only erasure needs it
+            if self._ended_long_ago(state):
+                self._remember_count(session_id, state.events_sent)  # only erasure needs it
             else:
                 self.sessions[session_id] = state
             restored += 1
-        while len(self.sessions) > MAX_SESSIONS:
-            evicted, old = self.sessions.popitem(last=False)
-            self._remember_count(evicted, old.events_sent)
+        self._evict()
         self.metrics.sessions_restored.inc(restored)
         return restored

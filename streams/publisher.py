@@ -40,6 +40,7 @@ from aiokafka.structs import TopicPartition
 from streams.metrics import Metrics
 from streams.pipeline import Outputs
 from streams.settings import Settings
+from streams.stack.kafka import record_limits
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +86,6 @@ def records(out: Outputs, settings: Settings) -> list[Out]:
     return listed
 
 
-def size_limit(settings: Settings, topic: str) -> int:
-    """The largest record a topic takes (its max.message.bytes, streams/stack/kafka.py `topic_specs`)."""
-    if topic == settings.dead_letter_topic:
-        return 2 * settings.max_message_bytes
-    if topic in (settings.frames_topic, settings.rendered_topic):
-        return settings.max_message_bytes
-    return settings.max_message_bytes + 65536  # the broker's message.max.bytes
-
-
 class Publisher:
     """The worker's one transactional producer (control and frames agents take turns). Each batch's records are
     sent at once in the open transaction (shoppers read uncommitted: a rendered frame shows without waiting); the
@@ -110,13 +102,13 @@ class Publisher:
     ) -> None:
         self.producer, self.settings, self.metrics = producer, settings, metrics
         self.renew = renew  # a new producer of the same transactional id, for one that was fenced
+        self.limits = record_limits(settings)  # per topic, as the topics are declared
         self.lock = asyncio.Lock()
         self.records: list[Out] = []  # sent (or to send) in the open transaction
         self.offsets: dict[TopicPartition, int] = {}  # to commit with it
         self.sent: list[tuple[Out, Any]] = []  # (record, acknowledgement) of what went out in it
-        self.healthy = True  # False once a send failed: the commit aborts and sends everything again
-        self.send_error: KafkaError | None = None
-        self.opened = 0.0  # monotonic time the open transaction began; 0: none is open
+        self.opened = 0.0  # monotonic time it began; 0: none is open
+        self.send_error: KafkaError | None = None  # once a send failed: the commit aborts and sends all again
 
     async def publish(self, out: Outputs, offsets: Mapping[tuple[str, int], int]) -> int:
         """Send a batch's records in the open transaction and add its offsets to it; commit when the interval
@@ -124,7 +116,7 @@ class Publisher:
         batch, refused = [], 0
         for record in records(out, self.settings):
             size = len(record.key or b"") + len(record.value or b"") + RECORD_OVERHEAD
-            if size > size_limit(self.settings, record.topic):
+            if size > self.limits[record.topic]:
                 self._refused(record, f"{size} bytes is over the topic's limit")
                 refused += 1
             else:
@@ -134,7 +126,7 @@ class Publisher:
             for (topic, partition), offset in offsets.items():
                 tp = TopicPartition(topic, partition)
                 self.offsets[tp] = max(self.offsets.get(tp, 0), offset)
-            if self.healthy:
+            if self.send_error is None:
                 await self._send(batch)
             if time.monotonic() - self.opened >= self.settings.commit_interval_s:
                 refused += await self._commit()
@@ -160,10 +152,13 @@ class Publisher:
                 self.sent.append((record, ack))
         except BaseException as exc:  # aiokafka raises more than KafkaError (its state checks are assertions)
             log.error("publish failed: %s", exc)
-            self.healthy = False
             self.send_error = exc if isinstance(exc, KafkaError) else KafkaError(repr(exc))
             if not isinstance(exc, Exception):
                 raise  # cancelled: the batch stays in the transaction to commit or abort
+
+    def _new_transaction(self) -> None:
+        """Nothing sent yet in the next transaction (begun by the next `_send`)."""
+        self.sent, self.opened, self.send_error = [], 0.0, None
 
     async def _commit(self) -> int:
         """Commit the open transaction; on any failure, abort it and send all it held again in a fresh one until
@@ -173,8 +168,8 @@ class Publisher:
             failed = await self._finish()
             if failed is None:
                 self.metrics.stage_seconds.labels("publish").observe(time.monotonic() - started)
-                self.records, self.offsets, self.sent, self.opened = [], {}, [], 0.0
-                self.healthy, self.send_error = True, None
+                self.records, self.offsets = [], {}
+                self._new_transaction()
                 return refused
             lasting = [record for record, exc in failed if record and isinstance(exc, NEVER_TAKEN)]
             for record in lasting:
@@ -190,7 +185,7 @@ class Publisher:
             log.warning("transaction of %d records aborted; sending again in %.2f s", len(self.records), delay)
             self.metrics.publish_retries.inc()
             await asyncio.sleep(delay)
-            self.sent, self.opened, self.healthy, self.send_error = [], 0.0, True, None
+            self._new_transaction()
             await self._send(list(self.records))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
@@ -200,7 +195,7 @@ class Publisher:
         producer = self.producer
         failed: list[tuple[Out | None, BaseException]] = []
         try:
-            if not self.healthy or len(self.sent) != len(self.records):
+            if self.send_error is not None or len(self.sent) != len(self.records):
                 raise self.send_error or KafkaError("a record could not be sent")
             if not self.opened:  # offsets only (every record was refused): still a transaction of its own
                 await producer.begin_transaction()

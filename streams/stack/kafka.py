@@ -317,6 +317,12 @@ def create_acls(settings: Settings) -> None:
             raise StackError(f"could not create the ACL {binding}: {exc}") from exc
 
 
+def record_limits(settings: Settings) -> dict[str, int]:
+    """The largest record each topic takes: its max.message.bytes, else the broker's message.max.bytes."""
+    broker = settings.max_message_bytes + 65536  # `write_config`'s message.max.bytes
+    return {t.topic: int((t.config or {}).get("max.message.bytes", broker)) for t in topic_specs(settings)}
+
+
 def create_topics(settings: Settings) -> list[str]:
     """Create missing topics and bring existing ones to their declared configs (a new release may change them:
     retention, compaction); return the names created."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.accounting import account
+from streams.accounting import account_when_settled
 from streams.proto.vto.v1.frame_outcome_pb2 import FrameOutcome
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
@@ -118,16 +118,6 @@ def event_types(settings: Settings, session: str) -> list[str]:
     return types
 
 
-def settled_account(settings: Settings, session: str, timeout_s: float = 60) -> dict[str, object]:
-    """`vto account` of the session once every frame has an outcome (or time ran out)."""
-    deadline = time.monotonic() + timeout_s
-    summary = account(settings, session)
-    while summary["unaccounted"] and time.monotonic() < deadline:
-        time.sleep(1)
-        summary = account(settings, session)
-    return summary
-
-
 def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(stack: Settings, data_dir: Path) -> None:
     settings = stack
     shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "fault-broker", FPS, ITEM)
@@ -147,7 +137,7 @@ def test_broker_restarted_mid_session_every_frame_accounted_every_event_once(sta
     session = shopper.session
 
     types = Counter(event_types(settings, session))
-    summary = settled_account(settings, session)
+    summary = account_when_settled(settings, session, len(shopper.sent))
     assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
     assert summary["handled_twice"] == 0, summary
 
@@ -198,7 +188,7 @@ def test_workers_joining_and_leaving_while_frames_flow_lose_and_repeat_nothing(s
         second.service.stop()
         for shopper in shoppers:
             shopper.stop(end=True)
-    summaries = {s.session: settled_account(settings, s.session) for s in shoppers}
+    summaries = {s.session: account_when_settled(settings, s.session, len(s.sent)) for s in shoppers}
     for shopper in shoppers:
         summary = summaries[shopper.session]
         assert summary["frames"] == len(shopper.sent) and summary["unaccounted"] == 0, summary
