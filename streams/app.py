@@ -14,8 +14,9 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import faust
@@ -23,10 +24,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from streams import kafka_client
+from streams import kafka_client, logs
+from streams.consumer_lag import ConsumerLag
 from streams.inference import TritonTryOn
 from streams.metrics import Metrics
-from streams.pipeline import FramePipeline, Record
+from streams.pipeline import FramePipeline, Record, now_us
 from streams.publisher import Publisher
 from streams.session_store import read_states
 from streams.settings import Settings, get_settings
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 
 def _record(event: Any) -> Record:
     msg = event.message
-    return Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+    headers = msg.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, tuple((k, v or b"") for k, v in pairs))
 
 
 class CatalogueCategories:
@@ -78,6 +82,7 @@ def transactional_id(settings: Settings, worker_id: str) -> str:
 
 
 PREFETCH_BATCHES = 4  # micro-batches a worker holds in memory ahead of the one in flight
+DRAIN_EXPIRED = 75  # exit status of a worker whose drain outlasted VTO_DRAIN_TIMEOUT_S
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
@@ -110,6 +115,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
         consumer_group_instance_id=settings.worker_instance or None,
         autodiscover=False,
+        logging_config=logs.logging_config(settings.log_format, settings.log_level, worker_id),
     )
 
     async def offsets_go_with_transactions(offsets: Any) -> bool:
@@ -127,7 +133,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     holder: dict[str, Any] = {}
     producer_started = asyncio.Lock()
     states_restored = asyncio.Event()  # set once the current assignment's session states are read back
-    status = {"assigned": False, "partitions": 0, "triton_ok": False, "triton_checked": 0.0}
+    status = {"assigned": False, "partitions": 0, "triton_ok": False, "triton_checked": 0.0, "draining": False}
+    lag = ConsumerLag()
 
     async def new_producer() -> AIOKafkaProducer:
         old = holder.pop("producer", None)
@@ -167,6 +174,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 settings.triton_timeout_s,
                 settings.triton_retries,
                 on_retry=metrics.inference_retries.inc,
+                on_error=lambda code: metrics.inference_errors.labels(code).inc(),
             )
             holder["tryon"] = tryon
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
@@ -180,7 +188,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await states_restored.wait()
             records = [_record(e) for e in events]
             out = await pipeline().handle_frames(records)
-            await (await publisher()).publish(out, next_offsets(records))
+            offsets = next_offsets(records)
+            await (await publisher()).publish(out, offsets)
+            sent_us = now_us()  # rendered frames are out (shoppers read uncommitted): capture -> published
+            for captured_us in out.captured:
+                metrics.end_to_end_seconds.observe(max(sent_us - captured_us, 0) / 1e6)
+            lag.handled_up_to(offsets)
             yield None
 
     @app.agent(control_topic)
@@ -229,6 +242,34 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if "publisher" in holder:
             await holder["publisher"].flush()
 
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def account_lag_and_sessions() -> None:
+        """Consumer lag of the frame partitions this worker owns, and its active sessions, once a second."""
+        if "pipeline" in holder:
+            metrics.active_sessions.set(holder["pipeline"].active_sessions(now_us()))
+        try:
+            owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.frames_topic]
+            for topic, partition in lag.assigned([(tp.topic, tp.partition) for tp in owned]):
+                for gauge in (metrics.lag_messages, metrics.lag_seconds):
+                    gauge.remove(topic, str(partition))
+            if not owned:
+                return
+            highwaters = await app.consumer.highwaters(*owned)
+            positions = {}
+            for tp in owned:
+                if (tp.topic, tp.partition) not in lag.handled:  # nothing handled yet: from where it reads
+                    position = await app.consumer.position(tp)
+                    if position is not None:
+                        positions[(tp.topic, tp.partition)] = position
+        except Exception as exc:  # broker away, consumer (re)starting: the next tick tries again
+            log.debug("consumer lag not sampled: %s", exc)
+            return
+        now = time.time()
+        lag.sample(now, {(tp.topic, tp.partition): hw for tp, hw in highwaters.items() if hw is not None}, positions)
+        for (topic, partition), (records, seconds) in lag.lags(now).items():
+            metrics.lag_messages.labels(topic, str(partition)).set(records)
+            metrics.lag_seconds.labels(topic, str(partition)).set(seconds)
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
         """A graceful stop commits what the worker did (an abrupt one leaves it to the partitions' next owner)."""
@@ -241,6 +282,26 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await holder["publisher"].flush()
         metrics.ready.set(0)
         states_restored.clear()  # until the next assignment has read its sessions back
+
+    stop_app = app.on_stop
+
+    async def drain_then_stop() -> None:
+        """SIGTERM (a pod being stopped): not ready any more, no new records fetched, the records already taken
+        handled and their outputs committed with their offsets (Faust's stop, then `flush_on_shutdown`). Past
+        VTO_DRAIN_TIMEOUT_S the process exits: its open transaction is aborted and the next owner of its
+        partitions handles those records again, so nothing is lost either way."""
+        status["draining"] = True
+        metrics.draining.set(1)
+        metrics.ready.set(0)
+        started = time.monotonic()
+        watchdog = threading.Timer(settings.drain_timeout_s, _drain_expired, (settings.drain_timeout_s,))
+        watchdog.daemon = True
+        watchdog.start()
+        await stop_app()
+        watchdog.cancel()
+        log.info("drained and committed in %.2f s", time.monotonic() - started)
+
+    app.on_stop = drain_then_stop  # type: ignore[method-assign]
 
     async def triton_ok() -> bool:
         if time.monotonic() - status["triton_checked"] > 2.0:
@@ -261,9 +322,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         pipeline()
         # Ready = serving: assigned frame partitions (a worker beyond the partition count idles, not ready),
         # not rebalancing, and Triton answering.
-        ok = bool(status["assigned"]) and status["partitions"] > 0 and not app.rebalancing and await triton_ok()
+        ok = (
+            bool(status["assigned"])
+            and status["partitions"] > 0
+            and not app.rebalancing
+            and not status["draining"]
+            and await triton_ok()
+        )
         body = {
             "ready": ok,
+            "draining": status["draining"],
             "assigned": status["assigned"],
             "partitions": status["partitions"],
             "rebalancing": app.rebalancing,
@@ -275,9 +343,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     return app
 
 
+def _drain_expired(timeout_s: float) -> None:
+    log.error("drain took over %.0f s (VTO_DRAIN_TIMEOUT_S): exiting; the next owner handles the rest", timeout_s)
+    logging.shutdown()
+    os._exit(DRAIN_EXPIRED)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`vto worker`: run one Faust worker until SIGTERM (graceful: stop intake, flush, commit)."""
     settings = get_settings()
     app = create_app(settings)
-    sys.argv = ["vto-worker", "worker", "-l", settings.log_level.lower(), *(argv or [])]
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # no banner: every line of output is JSON
+    sys.argv = ["vto-worker", *quiet, "worker", "-l", settings.log_level.lower(), *(argv or [])]
     app.main()

@@ -300,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     stack = sub.add_parser("stack", help="the embedded Kafka + Triton + workers")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--workers", type=int, default=1, help="workers to start with `up`")
+    stack.add_argument(
+        "--with-prometheus",
+        action="store_true",
+        help="`up` also starts Prometheus (Debian's package) scraping the workers and Triton, with the alert rules",
+    )
     worker = sub.add_parser("worker", help="run one stream worker in the foreground")
     worker.add_argument("--name", default="", help="label for process listings")
     send = sub.add_parser("send", help="publish a video, image folder or photo as a shopper session")
@@ -375,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             from streams.stack import embedded
 
             if args.action == "up":
-                embedded.up(settings, args.workers)
+                embedded.up(settings, args.workers, with_prometheus=args.with_prometheus)
                 print(json.dumps(embedded.status(settings), indent=2))
             elif args.action == "down":
                 print("stopped:", ", ".join(embedded.down(settings)) or "nothing was running")
@@ -432,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
             print("stage means (ms) " + ", ".join(f"{k} {v}" for k, v in summary.stage_ms_mean.items()))
             print(f"rendered video   {summary.rendered_video}")
             print(f"contact sheet    {summary.contact_sheet}")
+            if summary.prometheus and args.keep_up:
+                print(f"prometheus       {summary.prometheus}/alerts (rules of k8s/base/monitoring); `make down` stops")
+            elif summary.prometheus:
+                print("prometheus       scraped this run; `vto demo --keep-up` or `make up-observed` leaves it on")
+            else:
+                print("prometheus       not installed (`apt-get install prometheus`): no metrics were kept")
             if summary.frames_dropped:
                 print("frames dropped   " + ", ".join(f"{n} {why}" for why, n in summary.frames_dropped.items()))
             if summary.frames_rendered + sum(summary.frames_dropped.values()) < summary.frames_sent:

@@ -24,7 +24,7 @@ from streams.accounting import account_when_settled
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import frames_of, send
 from streams.settings import Settings
-from streams.stack import embedded
+from streams.stack import embedded, prometheus
 
 DEFAULT_VIDEO = "people/videos/mediapipe_full_body_dance.mp4"
 DEFAULT_ITEMS = ("tee-breton-stripes", "sneaker-white-red", "sunglasses-blue-wayfarer")  # a third of the video each
@@ -44,6 +44,7 @@ class Summary:
     stage_ms_mean: dict[str, float]
     rendered_video: str
     contact_sheet: str
+    prometheus: str  # the embedded Prometheus that scraped the run ('' when it is not installed)
 
 
 def rendered_consumer(settings: Settings) -> Consumer:
@@ -103,7 +104,8 @@ def run(
     """The video through the whole embedded stack as one session trying on `items` in turn (DEFAULT_ITEMS)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     clip = list(frames_of(video))  # encoded up front, as a client's device would: not on the clock
-    embedded.up(settings)
+    observed = prometheus.available()  # the run's metrics, alerts and SLOs, where an SRE would look at them
+    embedded.up(settings, with_prometheus=observed)
     try:
         consumer = rendered_consumer(settings)
         session = f"demo-{uuid.uuid4().hex[:8]}"
@@ -158,6 +160,7 @@ def run(
         },
         rendered_video=str(video_path),
         contact_sheet=str(sheet_path),
+        prometheus=prometheus.url(settings) if observed else "",
     )
     (out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary

@@ -121,6 +121,11 @@ def tryon_result(res: triton.InferResult) -> TryOnResult:
     )
 
 
+def status_name(exc: InferenceServerException) -> str:
+    """A failed call's gRPC status as a metric label: UNAVAILABLE, DEADLINE_EXCEEDED, ... (a bounded set)."""
+    return str(exc.status() or "UNKNOWN").removeprefix("StatusCode.")
+
+
 def channel_args() -> list[tuple[str, int]]:
     """tritonclient's channel defaults, but reconnecting to a Triton that went away at least once a second: gRPC's
     default backoff grows to minutes, so a Triton back after a few seconds would stay unused for as long again."""
@@ -140,13 +145,20 @@ def channel_args() -> list[tuple[str, int]]:
 
 class TritonTryOn:
     def __init__(
-        self, url: str, model: str, timeout_s: float, retries: int, on_retry: Callable[[], object] = lambda: None
+        self,
+        url: str,
+        model: str,
+        timeout_s: float,
+        retries: int,
+        on_retry: Callable[[], object] = lambda: None,
+        on_error: Callable[[str], object] = lambda code: None,
     ) -> None:
         self.client = triton.InferenceServerClient(url, channel_args=channel_args())
         self.model = model
         self.timeout_s = timeout_s
         self.retries = retries
-        self.on_retry = on_retry  # accounting hook: the worker counts retries in vto_inference_retries_total
+        self.on_retry = on_retry  # accounting hooks: the worker counts retries in vto_inference_retries_total,
+        self.on_error = on_error  # and failed calls by gRPC status in vto_inference_errors_total
 
     async def close(self) -> None:
         await self.client.close()
@@ -170,6 +182,7 @@ class TritonTryOn:
                     raise BadInput("corrupt_image", message.split(BAD_IMAGE_PREFIX, 1)[1]) from exc
                 if FRAME_FAILED_PREFIX in message:  # deterministic: retrying would fail the same way
                     raise BadInput("inference_failed", message.split(FRAME_FAILED_PREFIX, 1)[1]) from exc
+                self.on_error(status_name(exc))
                 if attempt == self.retries:
                     raise InferenceUnavailable(f"{self.model}: {exc.status()} {message}") from exc
                 self.on_retry()

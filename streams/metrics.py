@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-# Frame latency lives between a few milliseconds (one stage) and a few seconds (a stalled pipeline).
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Sized for the 100 ms capture-to-rendered budget: fine steps up to it (`le="0.1"` is the SLO's bucket), coarse
+# ones above, up to a stalled pipeline. Stages use the same buckets, so a stage's share of the budget reads off.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -14,6 +15,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         self.frames = Counter(
             "vto_frames_total",
             "Frames handled, by outcome (rendered, no_pose, dead_letter, dropped).",
@@ -79,3 +81,28 @@ class Metrics:
             registry=registry,
         )
         self.ready = Gauge("vto_worker_ready", "1 while the worker has partitions and takes frames.", registry=registry)
+        self.active_sessions = Gauge(
+            "vto_active_sessions", "Sessions this worker served a frame of in the last 30 s.", registry=registry
+        )
+        # Per partition this worker owns (partitions are few and fixed; removed when a partition moves away).
+        self.lag_messages = Gauge(
+            "vto_consumer_lag_messages",
+            "Records on the partition not yet handled by this worker (high watermark - next offset to handle).",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "vto_consumer_lag_seconds",
+            "How long the partition's oldest unhandled record has waited (0 when none waits); resolution ~1 s.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.inference_errors = Counter(
+            "vto_inference_errors_total",
+            "Failed Triton calls (each attempt), by gRPC status (UNAVAILABLE, DEADLINE_EXCEEDED, ...).",
+            ["code"],
+            registry=registry,
+        )
+        self.draining = Gauge(
+            "vto_worker_draining", "1 from SIGTERM until the worker exits (intake stopped).", registry=registry
+        )

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from streams import tokens
+from streams import tokens, tracing
 from streams.codec import decode
 from streams.errors import BadInput, InferenceUnavailable, SerializationError
 from streams.fit.scale import MAX_HEIGHT_CM, MIN_HEIGHT_CM
@@ -77,6 +77,20 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tracing.Headers = ()
+
+    def traceparent(self) -> str:
+        """The trace context the worker writes on everything about this record (streams/tracing.py)."""
+        return tracing.continue_trace(self.headers, self.topic, self.partition, self.offset)
+
+    def log_fields(self, frame: Frame | None = None) -> dict[str, object]:
+        """What a log line about this record carries (streams/logs.py writes them as JSON fields)."""
+        session = frame.session_id if frame is not None else (self.key or b"").decode(errors="replace")
+        fields: dict[str, object] = {"session_id": session, "partition": self.partition, "offset": self.offset}
+        if frame is not None:
+            fields["seq"] = frame.sequence
+        fields["trace_id"] = tracing.trace_id(self.traceparent())
+        return fields
 
 
 @dataclass
@@ -90,6 +104,14 @@ class Outputs:
     # (partition, key, SessionState or None for a tombstone): written to the state topic's same partition
     states: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     outcomes: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # a FrameOutcome per frames record
+    # Capture times of the frames rendered: the worker observes their end-to-end latency once they are sent
+    captured: list[int] = field(default_factory=list)
+    # The traceparent header of the record at (list name, index): what is written about a frame carries its trace
+    traces: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def trace(self, kind: str, traceparent: str) -> None:
+        """Attach a trace context to the record just appended to the list `kind` (rendered, outcomes, ...)."""
+        self.traces[(kind, len(getattr(self, kind)) - 1)] = traceparent
 
 
 class TryOn(Protocol):
@@ -312,8 +334,15 @@ class FramePipeline:
         state.events_sent += 1
         self.metrics.events.labels(TryOnEvent.Type.Name(kind)).inc()
 
-    def _dead_letter(self, out: Outputs, record: Record, error: BadInput) -> None:
-        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
+    def _dead_letter(self, out: Outputs, record: Record, error: BadInput, frame: Frame | None = None) -> None:
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+            extra=record.log_fields(frame),
+        )
         letter = DeadLetter(
             source_topic=record.topic,
             partition=record.partition,
@@ -327,6 +356,7 @@ class FramePipeline:
             time_unix_us=now_us(),
         )
         out.dead_letters.append((record.key, letter.SerializeToString()))
+        out.trace("dead_letters", record.traceparent())
         self.metrics.dead_letters.labels(error.reason).inc()
 
     # -- frames -----------------------------------------------------------------------------------------
@@ -399,7 +429,9 @@ class FramePipeline:
             if isinstance(result, BadInput):
                 self._reject(out, record, result, frame)
             elif isinstance(result, InferenceUnavailable):
-                log.error("dropping frame %s/%d: %s", frame.session_id, frame.sequence, result)
+                log.error(
+                    "dropping frame %s/%d: %s", frame.session_id, frame.sequence, result, extra=record.log_fields(frame)
+                )
                 detail = "the try-on is paused for a moment (inference unavailable); frames will render again"
                 self._refuse(out, record, frame, RenderedFrame.STATUS_DEGRADED, "inference_unavailable", detail)
             elif age_s(frame) > self.settings.frame_max_age_s:
@@ -501,9 +533,10 @@ class FramePipeline:
             worker_id=self.worker_id,
         )
         out.outcomes.append((record.key, message.SerializeToString()))
+        out.trace("outcomes", record.traceparent())
 
     def _reject(self, out: Outputs, record: Record, error: BadInput, frame: Frame | None = None) -> None:
-        self._dead_letter(out, record, error)
+        self._dead_letter(out, record, error, frame)
         self.metrics.frames.labels("dead_letter").inc()
         self._outcome(out, record, FrameOutcome.OUTCOME_DEAD_LETTER, error.reason, frame)
 
@@ -542,11 +575,10 @@ class FramePipeline:
                 for x, y, v, p in result.keypoints
             )
         out.rendered.append((frame.session_id.encode(), rendered.SerializeToString()))
+        out.trace("rendered", record.traceparent())
         self.metrics.frames.labels("rendered" if found else "no_pose").inc()
         self._outcome(out, record, FrameOutcome.OUTCOME_RENDERED, "" if found else "no_pose", frame)
-        self.metrics.end_to_end_seconds.observe(
-            max(rendered.rendered_time_unix_us - frame.capture_time_unix_us, 0) / 1e6
-        )
+        out.captured.append(frame.capture_time_unix_us)
 
         state = self._session(frame.session_id)
         state.item_id = frame.item_id or state.item_id
@@ -588,7 +620,7 @@ class FramePipeline:
         now = now_us()
         state = self.sessions.get(frame.session_id)
         if state is None or not state.seen_us:  # its first frame (after a START, or a takeover, or none)
-            active = self._active_sessions(now)
+            active = self.active_sessions(now)
             if active >= self.settings.max_active_sessions:
                 detail = f"this worker serves {active} sessions, its limit: try again in a few seconds"
                 self._refuse(out, record, frame, RenderedFrame.STATUS_OVER_CAPACITY, "over_capacity", detail)
@@ -606,7 +638,7 @@ class FramePipeline:
         state.seen_us = now
         return True
 
-    def _active_sessions(self, now: int) -> int:
+    def active_sessions(self, now: int) -> int:
         """Sessions with a frame in the last ACTIVE_WINDOW_US, counted at most once a second (a flood of new
         session ids must not cost a pass over every session each), plus those admitted since."""
         if now - self.active_counted_us > 1_000_000:
@@ -643,6 +675,7 @@ class FramePipeline:
             worker_id=self.worker_id,
         )
         out.rendered.append((frame.session_id.encode(), notice.SerializeToString()))
+        out.trace("rendered", record.traceparent())
 
     def _forget_ended(self) -> None:
         """Sessions whose END is older than any frame that could still be rendered leave memory."""

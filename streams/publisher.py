@@ -23,7 +23,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition
 
+from streams import tracing
 from streams.metrics import Metrics
 from streams.pipeline import Outputs
 from streams.settings import Settings
@@ -56,7 +57,9 @@ class Producer(Protocol):
 
     async def begin_transaction(self) -> None: ...
 
-    async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None) -> Any: ...
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None, headers: Any = None
+    ) -> Any: ...
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None: ...
 
@@ -74,14 +77,23 @@ class Out:
     key: bytes | None
     value: bytes | None
     partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def records(out: Outputs, settings: Settings) -> list[Out]:
     """A batch's outputs in the order they are sent (states last: a state accounts for its frames)."""
-    listed = [Out(settings.rendered_topic, "rendered", k, v) for k, v in out.rendered]
+
+    def headers(kind: str, index: int) -> tuple[tuple[str, bytes], ...]:
+        traceparent = out.traces.get((kind, index))
+        return ((tracing.HEADER, traceparent.encode()),) if traceparent else ()
+
+    def traced(topic: str, label: str, kind: str, pairs: Sequence[tuple[bytes | None, bytes]]) -> list[Out]:
+        return [Out(topic, label, k, v, None, headers(kind, i)) for i, (k, v) in enumerate(pairs)]
+
+    listed = traced(settings.rendered_topic, "rendered", "rendered", out.rendered)
     listed += [Out(settings.events_topic, "events", k, v, p) for p, k, v in out.events]
-    listed += [Out(settings.dead_letter_topic, "dead_letter", k, v) for k, v in out.dead_letters]
-    listed += [Out(settings.outcomes_topic, "outcomes", k, v) for k, v in out.outcomes]
+    listed += traced(settings.dead_letter_topic, "dead_letter", "dead_letters", out.dead_letters)
+    listed += traced(settings.outcomes_topic, "outcomes", "outcomes", out.outcomes)
     listed += [Out(settings.state_topic, "state", k, v, p) for p, k, v in out.states]
     return listed
 
@@ -144,7 +156,9 @@ class Publisher:
                 self.opened = time.monotonic()
             for record in batch:
                 try:
-                    ack = await self.producer.send(record.topic, record.value, record.key, record.partition)
+                    ack = await self.producer.send(
+                        record.topic, record.value, record.key, record.partition, headers=list(record.headers) or None
+                    )
                 except NEVER_TAKEN as exc:
                     self._refused(record, str(exc))
                     self.records.remove(record)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from confluent_kafka import Producer
 
-from streams import kafka_client, tokens
+from streams import kafka_client, tokens, tracing
 from streams.errors import VTOError
 from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, ImageFormat
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -26,6 +26,7 @@ EncodedFrame = tuple[bytes, ImageFormat.ValueType, int, int]  # image, format, w
 class Sent:
     sequence: int
     capture_time_unix_us: int
+    traceparent: str  # the W3C trace context sent in the frame's `traceparent` header (streams/tracing.py)
 
 
 def _encoded(path: Path) -> EncodedFrame:
@@ -137,11 +138,16 @@ def send(
             item_id=items[min(seq // per_item, len(items) - 1)],
             session_token=token,
         )
+        traceparent = tracing.new_traceparent()
         prod.produce(
-            settings.frames_topic, key=session.encode(), value=frame.SerializeToString(), on_delivery=delivered
+            settings.frames_topic,
+            key=session.encode(),
+            value=frame.SerializeToString(),
+            headers=[(tracing.HEADER, traceparent.encode())],
+            on_delivery=delivered,
         )
         prod.poll(0)
-        sent.append(Sent(seq, now))
+        sent.append(Sent(seq, now, traceparent))
     control(SessionControl.ACTION_END)
     if prod.flush(30) != 0 or errors:
         raise VTOError(f"Kafka did not take every frame: {errors[:3] or 'flush timed out'}")

@@ -38,7 +38,8 @@ def read_to_end(
                 "fetch.wait.max.ms": 10,  # the end of a partition is noticed at once, not after librdkafka's 500 ms
                 "fetch.max.bytes": 64 * 1024 * 1024,
             },
-        )
+        ),
+        logger=logging.getLogger("librdkafka"),  # its lines go through the worker's (JSON) logging, not stderr
     )
     try:
         if partitions is None:

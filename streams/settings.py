@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         description="A dead worker's open batch is aborted after this; until then committed readers of its "
         "partitions wait (analytics, accounting).",
     )
+    prometheus_port: int = Field(9090, description="Embedded Prometheus (`vto stack up --with-prometheus`): web port.")
+    drain_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="On SIGTERM a worker stops taking frames, finishes the ones it holds and commits, within this; "
+        "past it, it exits and the partitions' next owner handles what was left. Keep it under the pod's grace period.",
+    )
     worker_web_port: int = Field(6066, description="Worker HTTP port: /metrics, /livez, /readyz.")
     bind_address: str = Field(
         "127.0.0.1",
@@ -153,6 +160,11 @@ class Settings(BaseSettings):
         description="Try-on catalogue: one folder per item (item.json + RGBA image), re-read when it changes.",
     )
     log_level: str = Field("INFO", description="Log level of workers and CLI.")
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="Worker log lines: one JSON object each (session_id, seq, trace_id on lines about a frame), "
+        "or text.",
+    )
 
     def session_key(self) -> bytes:
         """The session-token key: VTO_SESSION_SECRET, else the file VTO_SESSION_SECRET_FILE, else the embedded

@@ -1,4 +1,5 @@
-"""`vto stack up | down | status`: Kafka, then Triton, then the workers; stopped in reverse order."""
+"""`vto stack up | down | status`: Kafka, then Triton, then the workers (and Prometheus with `--with-prometheus`);
+stopped in reverse order."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from streams.settings import Settings
-from streams.stack import kafka, triton
+from streams.stack import kafka, prometheus, triton
 from streams.stack.procs import Service, wait_until
 
 
@@ -58,6 +59,19 @@ class Worker:
             },
         )
         wait_until(self.service, self.in_group, timeout, f"worker on :{self.port}")
+        observed(self.settings)
+
+    def stop(self) -> bool:
+        """SIGTERM: the worker drains (stops intake, finishes and commits what it holds) and exits."""
+        stopped = self.service.stop(timeout=self.settings.drain_timeout_s + 10)
+        observed(self.settings)
+        return stopped
+
+
+def observed(settings: Settings) -> None:
+    """Tell a running embedded Prometheus which workers there are now."""
+    if prometheus.service(settings).pid() is not None:
+        prometheus.write_targets(settings, [w.port for w in running_workers(settings)])
 
 
 def workers(settings: Settings, count: int) -> list[Worker]:
@@ -78,10 +92,12 @@ def ensure_session_secret(settings: Settings) -> None:
             file.write(secrets.token_hex(32))
 
 
-def up(settings: Settings, worker_count: int = 1) -> None:
+def up(settings: Settings, worker_count: int = 1, with_prometheus: bool = False) -> None:
     ensure_session_secret(settings)
     kafka.start(settings)
     triton.start(settings)
+    if with_prometheus:
+        prometheus.start(settings, [])
     for worker in workers(settings, worker_count):
         worker.start()
 
@@ -93,7 +109,9 @@ def running_workers(settings: Settings) -> list[Worker]:
 
 def down(settings: Settings) -> list[str]:
     """Stop everything this project started (by PID file), workers first so they can drain and commit."""
-    stopped = [w.service.name for w in running_workers(settings) if w.service.stop()]
+    stopped = [w.service.name for w in running_workers(settings) if w.stop()]
+    if prometheus.stop(settings):
+        stopped.append("prometheus")
     if triton.stop(settings):
         stopped.append("triton")
     if kafka.stop(settings):
@@ -120,6 +138,12 @@ def status(settings: Settings) -> dict[str, dict[str, object]]:
             "grpc": settings.triton_grpc_url,
         },
     }
+    if (pid := prometheus.service(settings).pid()) is not None:
+        report["prometheus"] = {
+            "pid": pid,
+            "ready": probe(lambda: prometheus.ready(settings)),
+            "url": prometheus.url(settings),
+        }
     for w in running_workers(settings):
         report[w.service.name] = {"pid": w.service.pid(), "ready": probe(w.ready), "port": w.port}
     return report

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streams import tracing
 from streams.proto.vto.v1.fit_advice_pb2 import FitPreference, ScaleMethod
 from streams.proto.vto.v1.perception_pb2 import POSE_SOURCE_DETECTOR
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
@@ -37,9 +38,10 @@ def vto(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT)
 
 
-def rendered_of(settings: Settings, session: str, count: int) -> list[RenderedFrame]:
+def rendered_of(settings: Settings, session: str, count: int, traces: list[str] | None = None) -> list[RenderedFrame]:
     """The session's rendered frames in the order the topic holds them (one partition: the order a client
-    reads): every frame once, in sequence order, and nothing after the last (no duplicate)."""
+    reads): every frame once, in sequence order, and nothing after the last (no duplicate). With `traces` (the
+    traceparent each frame was sent with), each rendered frame must carry its frame's trace on in its header."""
 
     def ours(m: object) -> bool:
         return m.key() == session.encode()  # type: ignore[attr-defined, no-any-return]
@@ -57,6 +59,10 @@ def rendered_of(settings: Settings, session: str, count: int) -> list[RenderedFr
     frames = [RenderedFrame.FromString(m.value()) for m in msgs]
     assert len(frames) <= count, f"{len(frames) - count} frame(s) rendered twice"
     assert [f.sequence for f in frames] == list(range(count)), "every frame comes back once, in order"
+    if traces is not None:
+        carried = [tracing.header(m.headers() or []) for m in msgs]
+        assert [tracing.trace_id(t) for t in carried] == [tracing.trace_id(t) for t in traces]
+        assert all(c != t for c, t in zip(carried, traces, strict=True))  # the worker's span, not the client's
     return frames
 
 
@@ -107,7 +113,7 @@ def test_video_session_tracks_the_dancer_frame_by_frame(stack: Settings, data_di
     reference = json.loads((folder / "pose_1.json").read_text())  # 17 COCO keypoints per frame, by name
     session = f"e2e-video-{uuid.uuid4().hex[:8]}"
     sent = send(stack, frames_of(folder / "pose_1.mp4"), session, fps=30, item="sneaker-white-red")
-    frames = rendered_of(stack, session, len(sent))
+    frames = rendered_of(stack, session, len(sent), traces=[s.traceparent for s in sent])
     assert len(frames) == len(reference) == 120
     medians = []
     for frame, expected in zip(frames, reference, strict=True):

@@ -14,8 +14,14 @@ def _closed_port() -> int:
 
 async def test_absent_triton_is_retried_with_a_bound_then_unavailable() -> None:
     retries: list[int] = []
+    errors: list[str] = []
     client = TritonTryOn(
-        f"127.0.0.1:{_closed_port()}", "tryon", timeout_s=2.0, retries=2, on_retry=lambda: retries.append(1)
+        f"127.0.0.1:{_closed_port()}",
+        "tryon",
+        timeout_s=2.0,
+        retries=2,
+        on_retry=lambda: retries.append(1),
+        on_error=errors.append,
     )
     try:
         with pytest.raises(InferenceUnavailable, match="tryon"):
@@ -23,3 +29,4 @@ async def test_absent_triton_is_retried_with_a_bound_then_unavailable() -> None:
     finally:
         await client.close()
     assert len(retries) == 2
+    assert errors == ["UNAVAILABLE"] * 3  # every failed attempt, by its gRPC status

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 
 import cv2
@@ -10,9 +12,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams import tokens
+from streams import tokens, tracing
 from streams.errors import BadInput, InferenceUnavailable
 from streams.inference import TryOnRequest, TryOnResult
+from streams.logs import JsonFormatter
 from streams.metrics import Metrics
 from streams.pipeline import FramePipeline, Outputs, Record, validate
 from streams.pipeline import SessionState as WorkerSessionState
@@ -51,8 +54,11 @@ def frame(session: str = "s1", seq: int = 0, **overrides: object) -> Frame:
     return Frame(**fields)  # type: ignore[arg-type]
 
 
-def record(value: bytes | None, key: bytes | None = b"s1", offset: int = 0, partition: int = 0) -> Record:
-    return Record("vto.frames.v1", partition, offset, key, value)
+def record(
+    value: bytes | None, key: bytes | None = b"s1", offset: int = 0, partition: int = 0, traceparent: str = ""
+) -> Record:
+    headers = (("traceparent", traceparent.encode()),) if traceparent else ()
+    return Record("vto.frames.v1", partition, offset, key, value, headers)
 
 
 class FakeTryOn:
@@ -169,6 +175,42 @@ async def test_bad_records_go_to_dead_letters_and_good_ones_still_render() -> No
     assert letter.worker_id == "worker-test"
     assert sample(metrics, "vto_dead_letters_total", reason="undecodable") == 1
     assert sample(metrics, "vto_frames_total", outcome="rendered") == 1
+
+
+CLIENT_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_the_clients_trace_goes_on_with_the_rendered_frame_its_outcome_and_a_dead_letter() -> None:
+    pipeline, _ = make(FakeTryOn())
+    good = record(frame(seq=1).SerializeToString(), offset=1, traceparent=CLIENT_TRACE)
+    out = await pipeline.handle_frames([record(b"junk", offset=0, traceparent=CLIENT_TRACE), good])
+    rendered, outcome, letter = (
+        out.traces[("rendered", 0)],
+        out.traces[("outcomes", 1)],
+        out.traces[("dead_letters", 0)],
+    )
+    assert {tracing.trace_id(t) for t in (rendered, outcome, letter)} == {"4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert rendered == outcome == good.traceparent() and letter != rendered  # one span per frames record
+    assert len(out.captured) == 1  # its capture time, for the end-to-end latency once it is sent
+
+
+async def test_a_frame_without_trace_context_still_gets_one() -> None:
+    pipeline, _ = make(FakeTryOn())
+    out = await pipeline.handle_frames([record(frame().SerializeToString())])
+    assert tracing.parse(out.traces[("rendered", 0)]) is not None
+
+
+async def test_log_lines_about_a_frame_carry_its_session_sequence_and_trace(caplog: pytest.LogCaptureFixture) -> None:
+    pipeline, _ = make(FakeTryOn(fail=InferenceUnavailable("tryon: UNAVAILABLE")))
+    with caplog.at_level(logging.WARNING, logger="streams.pipeline"):
+        await pipeline.handle_frames([record(b"junk", key=b"s9", traceparent=CLIENT_TRACE)])
+        await pipeline.handle_frames([record(frame(seq=4).SerializeToString(), offset=1, traceparent=CLIENT_TRACE)])
+    lines = [json.loads(JsonFormatter("w1").format(r)) for r in caplog.records]
+    assert [(line["session_id"], line.get("seq"), line["trace_id"]) for line in lines] == [
+        ("s9", None, "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("s1", 4, "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ]
+    assert all(line["worker_id"] == "w1" and line["level"] in ("warning", "error") for line in lines)
 
 
 async def test_rendered_frame_carries_ids_keypoints_and_stage_timings() -> None:

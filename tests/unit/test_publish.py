@@ -40,12 +40,15 @@ class FakeProducer:
         self.open: list[tuple[str, bytes | None, int | None]] | None = None
         self.open_offsets: dict[TopicPartition, int] = {}
         self.aborted = 0
+        self.headers: dict[bytes, Any] = {}  # value -> the headers it was sent with
 
     async def begin_transaction(self) -> None:
         assert self.open is None, "a transaction is already open"
         self.open, self.open_offsets = [], {}
 
-    async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None) -> Any:
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None, headers: Any = None
+    ) -> Any:
         assert self.open is not None, "send outside a transaction"
         raising = self.raise_on_send.get(value or b"")
         if raising:
@@ -56,6 +59,7 @@ class FakeProducer:
             future.set_exception(failures.pop(0))
         else:
             self.open.append((topic, value, partition))
+            self.headers[value or b""] = headers
             future.set_result(None)
         return future
 
@@ -111,6 +115,18 @@ async def test_outputs_and_offsets_commit_together_states_last() -> None:
     ]
     assert producer.committed[-1][2] == 3  # the state goes to the session's frames partition number
     assert producer.offsets == {TopicPartition(SETTINGS.frames_topic, 3): 42}  # past the last record taken
+
+
+async def test_what_is_written_about_a_frame_carries_its_trace_context_in_a_header() -> None:
+    rendered, outcome = "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+    out, producer = batch(), FakeProducer()
+    out.traces = {("rendered", 1): rendered, ("outcomes", 1): outcome}
+    publisher = Publisher(producer, SETTINGS, Metrics(CollectorRegistry()))
+    await publisher.publish(out, {})
+    await publisher.flush()
+    assert producer.headers[b"frame-1"] == [("traceparent", rendered.encode())]
+    assert producer.headers[b"outcome-1"] == [("traceparent", outcome.encode())]
+    assert producer.headers[b"frame-0"] is None and producer.headers[b"state"] is None
 
 
 async def test_a_record_not_acknowledged_aborts_the_batch_and_the_whole_batch_goes_again() -> None:

@@ -1,0 +1,127 @@
+"""The embedded Prometheus (Debian's `prometheus` package), started by `vto stack up --with-prometheus`: it scrapes
+the workers and Triton with the same alert and recording rules as production, which live in one place, the
+PrometheusRule of `k8s/` (`rule_groups`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.errors import StackError
+from streams.settings import Settings
+from streams.stack.procs import Service, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "k8s" / "base" / "monitoring" / "prometheusrule.yaml"
+
+
+def rule_groups(source: Path = RULES) -> list[dict[str, Any]]:
+    """The rule groups of the project's PrometheusRule (its `spec.groups`)."""
+    document = yaml.safe_load(source.read_text())
+    return list(document["spec"]["groups"])
+
+
+def write_rules(path: Path, source: Path = RULES) -> Path:
+    """A Prometheus rule file (what `promtool` and a plain `prometheus` read) with the PrometheusRule's groups."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"groups": rule_groups(source)}, sort_keys=False))
+    return path
+
+
+def available() -> bool:
+    return shutil.which("prometheus") is not None
+
+
+def service(settings: Settings) -> Service:
+    return Service("prometheus", settings.run_dir)
+
+
+def url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.prometheus_port}"
+
+
+def write_targets(settings: Settings, worker_ports: list[int]) -> None:
+    """The workers to scrape (file-based discovery: Prometheus picks a change up within seconds)."""
+    targets = [{"targets": [f"127.0.0.1:{port}" for port in worker_ports], "labels": {}}]
+    path = settings.run_dir / "prometheus-workers.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(targets))
+    tmp.replace(path)  # never a half-written file for Prometheus to read
+
+
+def write_config(settings: Settings) -> Path:
+    """Scrape jobs named as in production (the rules select `job="vto-worker"` and `job="triton"`), every 2 s so a
+    test or a demo sees its figures at once; the rules of k8s/base/monitoring/prometheusrule.yaml."""
+    rules = write_rules(settings.run_dir / "prometheus-rules.yml")
+    config = {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {
+                "job_name": "vto-worker",
+                "file_sd_configs": [{"files": [str(settings.run_dir / "prometheus-workers.json")]}],
+            },
+            {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{settings.triton_metrics_port}"]}]},
+        ],
+    }
+    path = settings.run_dir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def ready(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url(settings)}/-/ready", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def start(settings: Settings, worker_ports: list[int], timeout: float = 60.0) -> None:
+    if not available():
+        raise StackError("`prometheus` is not installed: `apt-get install prometheus` (Debian's package)")
+    write_targets(settings, worker_ports)
+    config = write_config(settings)
+    svc = service(settings)
+    svc.start(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={settings.run_dir / 'prometheus-data'}",
+            "--storage.tsdb.retention.time=2d",
+            f"--web.listen-address={settings.bind_address}:{settings.prometheus_port}",
+            "--web.console.templates=/dev/null",
+            "--web.console.libraries=/dev/null",
+        ]
+    )
+    wait_until(svc, lambda: ready(settings), timeout, "Prometheus")
+
+
+def stop(settings: Settings) -> bool:
+    return service(settings).stop()
+
+
+def query(settings: Settings, expr: str) -> list[dict[str, Any]]:
+    """An instant query through Prometheus' HTTP API: its result vector."""
+    params = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(f"{url(settings)}/api/v1/query?{params}", timeout=10) as resp:
+        body = json.load(resp)
+    if body.get("status") != "success":
+        raise StackError(f"Prometheus refused {expr!r}: {body}")
+    return list(body["data"]["result"])
+
+
+def query_range(settings: Settings, expr: str, start: float, end: float, step_s: float) -> list[dict[str, Any]]:
+    """A range query through Prometheus' HTTP API: its result matrix (one entry per series, `values` [t, "v"])."""
+    params = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step_s})
+    with urllib.request.urlopen(f"{url(settings)}/api/v1/query_range?{params}", timeout=30) as resp:
+        body = json.load(resp)
+    if body.get("status") != "success":
+        raise StackError(f"Prometheus refused {expr!r}: {body}")
+    return list(body["data"]["result"])
