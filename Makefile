@@ -17,10 +17,14 @@ MODELS := triton_repo/pose_detection/1/model.onnx \
   triton_repo/selfie_segmentation/1/model.onnx \
   triton_repo/tryon/1/canonical_face_model.npz
 
-.PHONY: help setup models up down status demo test test-unit test-integration lint protos check-protos clean
+KUSTOMIZE_VERSION := v5.5.0
+KUSTOMIZE := $(CACHE)/bin/kustomize
+
+.PHONY: help setup models up up-observed down status demo test test-unit test-integration lint protos check-protos \
+  prometheus kustomize k8s k8s-check model-repo clean
 
 help:
-	@echo "make demo | test | setup | models | up | down | status | lint | protos | clean"
+	@echo "make demo | test | setup | models | up | up-observed | down | status | lint | protos | k8s | k8s-check | model-repo | clean"
 
 # The application's venv (Python 3.11): the worker, the CLI and the test tools, pinned by requirements/app.lock.
 $(VENV)/.stamp: pyproject.toml requirements/app.lock
@@ -57,20 +61,53 @@ models: $(CACHE)/venv-convert/.stamp $(CACHE)/venv-models/.stamp $(MEDIAPIPE_WHE
 up: setup models
 	$(VTO) stack up
 
+# The stack plus Prometheus (Debian's package) scraping the workers and Triton with k8s/'s alert and SLO rules.
+up-observed: setup models prometheus
+	$(VTO) stack up --with-prometheus
+
 down:
 	@if [ -x $(VTO) ]; then $(VTO) stack down; fi
 
 status: setup
 	$(VTO) stack status
 
-demo: setup models
+demo: setup models prometheus
 	$(VTO) demo
 
-test: setup models
+test: setup models prometheus $(KUSTOMIZE)
 	$(VENV)/bin/pytest
 
-test-unit: setup
+test-unit: setup $(KUSTOMIZE)
 	$(VENV)/bin/pytest tests/unit
+
+# Prometheus and promtool (Debian's package `prometheus`): installed when missing and this is root (CI); otherwise
+# say how, and the tests that need them are skipped outside CI.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
+	  else echo "note: Prometheus is not installed (sudo apt-get install prometheus): its tests are skipped"; fi; }
+
+# kustomize for k8s/ (tools/k8s_check.py, tests/unit/test_k8s.py), from the Go module proxy (Go >= 1.22.7).
+$(KUSTOMIZE):
+	GOBIN=$(abspath $(CACHE)/bin) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+kustomize: $(KUSTOMIZE)
+
+# Regenerate what k8s/ and triton_repo/ derive from Python (KafkaTopic/KafkaUser files, ONNX model configs).
+k8s: setup
+	$(VENV)/bin/python tools/gen_k8s.py
+	$(VENV)/bin/python tools/triton_configs.py
+
+# Every overlay built and validated offline (Kubernetes schemas, the operators' CRDs, the project's own rules).
+k8s-check: setup $(KUSTOMIZE)
+	$(VENV)/bin/python tools/gen_k8s.py --check
+	$(VENV)/bin/python tools/triton_configs.py --check
+	KUSTOMIZE=$(KUSTOMIZE) $(VENV)/bin/python tools/k8s_check.py
+
+# The production Triton model repository (ONNX Runtime + TensorRT FP16 on the GPU), to upload (k8s/README.md).
+model-repo: models
+	rm -rf out/model-repo
+	$(CACHE)/venv-models/bin/python tools/triton_configs.py --target production --out out/model-repo
 
 lint: setup
 	$(VENV)/bin/ruff check streams tests tools loadtest
