@@ -248,27 +248,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if "pipeline" in holder:
             metrics.active_sessions.set(holder["pipeline"].active_sessions(now_us()))
         try:
-            owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.frames_topic]
-            for topic, partition in lag.assigned([(tp.topic, tp.partition) for tp in owned]):
-                for gauge in (metrics.lag_messages, metrics.lag_seconds):
-                    gauge.remove(topic, str(partition))
-            if not owned:
-                return
-            highwaters = await app.consumer.highwaters(*owned)
-            positions = {}
-            for tp in owned:
-                if (tp.topic, tp.partition) not in lag.handled:  # nothing handled yet: from where it reads
-                    position = await app.consumer.position(tp)
-                    if position is not None:
-                        positions[(tp.topic, tp.partition)] = position
+            await lag.export(app.consumer, metrics, settings.frames_topic, time.time())
         except Exception as exc:  # broker away, consumer (re)starting: the next tick tries again
             log.debug("consumer lag not sampled: %s", exc)
-            return
-        now = time.time()
-        lag.sample(now, {(tp.topic, tp.partition): hw for tp, hw in highwaters.items() if hw is not None}, positions)
-        for (topic, partition), (records, seconds) in lag.lags(now).items():
-            metrics.lag_messages.labels(topic, str(partition)).set(records)
-            metrics.lag_seconds.labels(topic, str(partition)).set(seconds)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:

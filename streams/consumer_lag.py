@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
+
+from streams.metrics import Metrics
 
 HISTORY = 600  # samples kept per partition: 10 minutes at one a second; an older backlog reads as >= that
 
@@ -68,3 +71,24 @@ class ConsumerLag:
 
     def lags(self, now: float) -> dict[tuple[str, int], tuple[int, float]]:
         return {tp: p.lag(now, self.handled[tp]) for tp, p in self.partitions.items() if tp in self.handled}
+
+    async def export(self, consumer: Any, metrics: Metrics, topic: str, now: float) -> None:
+        """One sample of the partitions of `topic` the consumer (Faust's) owns now, into the lag gauges; the gauges
+        of partitions that moved away are removed, so a worker exports the lag of exactly what it owns."""
+        owned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        for gone_topic, partition in self.assigned([(tp.topic, tp.partition) for tp in owned]):
+            for gauge in (metrics.lag_messages, metrics.lag_seconds):
+                gauge.remove(gone_topic, str(partition))
+        if not owned:
+            return
+        highwaters = await consumer.highwaters(*owned)
+        positions = {}
+        for tp in owned:
+            if (tp.topic, tp.partition) not in self.handled:  # nothing handled yet: from where it reads
+                position = await consumer.position(tp)
+                if position is not None:
+                    positions[(tp.topic, tp.partition)] = position
+        self.sample(now, {(tp.topic, tp.partition): hw for tp, hw in highwaters.items() if hw is not None}, positions)
+        for (lag_topic, partition), (records, seconds) in self.lags(now).items():
+            metrics.lag_messages.labels(lag_topic, str(partition)).set(records)
+            metrics.lag_seconds.labels(lag_topic, str(partition)).set(seconds)

@@ -7,6 +7,7 @@ overloaded or slow is InferenceUnavailable (backpressure: retried with backoff, 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -126,9 +127,11 @@ def status_name(exc: InferenceServerException) -> str:
     return str(exc.status() or "UNKNOWN").removeprefix("StatusCode.")
 
 
-def channel_args() -> list[tuple[str, int]]:
+def channel_args() -> list[tuple[str, int | str]]:
     """tritonclient's channel defaults, but reconnecting to a Triton that went away at least once a second: gRPC's
-    default backoff grows to minutes, so a Triton back after a few seconds would stay unused for as long again."""
+    default backoff grows to minutes, so a Triton back after a few seconds would stay unused for as long again. With
+    several Triton addresses (a `dns:///` target naming a headless Service, as in k8s/), requests go round-robin
+    over all of them instead of all to the first."""
     keepalive = triton.KeepAliveOptions()
     return [
         ("grpc.max_send_message_length", 2**31 - 1),
@@ -140,7 +143,11 @@ def channel_args() -> list[tuple[str, int]]:
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
+        ("grpc.lb_policy_name", "round_robin"),
     ]
+
+
+CHANNEL_MAX_AGE_S = 60.0  # a channel's addresses are resolved again this often: Triton pods added since get traffic
 
 
 class TritonTryOn:
@@ -153,7 +160,10 @@ class TritonTryOn:
         on_retry: Callable[[], object] = lambda: None,
         on_error: Callable[[str], object] = lambda code: None,
     ) -> None:
+        self.url = url
         self.client = triton.InferenceServerClient(url, channel_args=channel_args())
+        self.created = time.monotonic()
+        self.retired: dict[asyncio.Task[None], triton.InferenceServerClient] = {}  # old channels, closing soon
         self.model = model
         self.timeout_s = timeout_s
         self.retries = retries
@@ -161,6 +171,9 @@ class TritonTryOn:
         self.on_error = on_error  # and failed calls by gRPC status in vto_inference_errors_total
 
     async def close(self) -> None:
+        for task, old in list(self.retired.items()):
+            task.cancel()
+            await old.close()
         await self.client.close()
 
     async def ready(self) -> bool:
@@ -169,12 +182,31 @@ class TritonTryOn:
         except InferenceServerException:
             return False
 
+    def _renewed(self) -> triton.InferenceServerClient:
+        """The client, on a new channel once the current one is CHANNEL_MAX_AGE_S old: gRPC resolves a channel's
+        DNS name again only when a connection breaks, so Triton replicas added by the autoscaler would otherwise
+        wait for a failure to get any request. The old channel closes once its calls are done."""
+        if time.monotonic() - self.created > CHANNEL_MAX_AGE_S:
+            old = self.client
+            self.client = triton.InferenceServerClient(self.url, channel_args=channel_args())
+            self.created = time.monotonic()
+
+            async def close_later() -> None:
+                await asyncio.sleep(2 * self.timeout_s * (self.retries + 1))  # its calls have ended by then
+                await old.close()
+
+            task = asyncio.get_running_loop().create_task(close_later())
+            self.retired[task] = old
+            task.add_done_callback(lambda done: self.retired.pop(done, None))
+        return self.client
+
     async def infer(self, request: TryOnRequest) -> TryOnResult:
+        client = self._renewed()
         inputs = tryon_inputs(request)
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:
-                res = await self.client.infer(self.model, inputs, client_timeout=self.timeout_s)
+                res = await client.infer(self.model, inputs, client_timeout=self.timeout_s)
                 break
             except InferenceServerException as exc:
                 message = exc.message() or str(exc)

@@ -66,3 +66,14 @@ def triton_client(stack: Settings) -> Iterator[grpc.InferenceServerClient]:
     client = grpc.InferenceServerClient(stack.triton_grpc_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Debian's promtool (package `prometheus`): `make test` installs it where it can; CI must have it."""
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not on PATH (Debian: apt-get install prometheus)")
+        pytest.skip("promtool is not on PATH (Debian: apt-get install prometheus)")
+    return path

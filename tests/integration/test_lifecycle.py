@@ -90,3 +90,7 @@ def test_sigterm_drains_and_commits_within_the_grace_period_and_the_successor_lo
     assert any(line["msg"].startswith("drained and committed in") for line in parsed)
     [about_frame] = [line for line in parsed if line.get("session_id") == shopper.session]
     assert about_frame["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and about_frame["level"] == "warning"
+
+    # The junk frame's dead letter goes on with the trace its frame came with.
+    [letter] = [m for m in read_to_end(stack, stack.dead_letter_topic) if m.key() == shopper.session.encode()]
+    assert tracing.trace_id(tracing.header(letter.headers() or [])) == "4bf92f3577b34da6a3ce929d0e0e4736"

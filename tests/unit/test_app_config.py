@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
+import faust
+import pytest
 from prometheus_client import CollectorRegistry
 
+from streams import app as app_module
 from streams import kafka_client
 from streams.app import create_app
 from streams.settings import Settings
@@ -43,3 +47,42 @@ async def test_faust_never_commits_offsets_itself_they_go_only_with_the_transact
     app = create_app(Settings(kafka_security="PLAINTEXT"), CollectorRegistry())
     assert await app.consumer._commit({("vto.frames.v1", 0): 99}) is True  # nothing sent to the broker
     assert app.conf.broker_commit_interval > 24 * 3600
+
+
+async def test_sigterm_marks_the_worker_draining_and_a_drain_past_its_timeout_exits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The drain as the app runs it (Faust's stop made to hang): not ready and draining at once; past
+    VTO_DRAIN_TIMEOUT_S the watchdog ends the process (here: records that it would)."""
+    stuck = asyncio.Event()
+
+    async def hanging_stop(self: object) -> None:
+        await stuck.wait()
+
+    expired: list[float] = []
+    monkeypatch.setattr(faust.App, "on_stop", hanging_stop)
+    monkeypatch.setattr(app_module, "_drain_expired", expired.append)
+    app = create_app(Settings(kafka_security="PLAINTEXT", drain_timeout_s=0.2), CollectorRegistry())
+    app.metrics.ready.set(1)  # type: ignore[attr-defined]
+    drain = asyncio.ensure_future(app.on_stop())
+    await asyncio.sleep(0.05)
+    registry = app.metrics.registry  # type: ignore[attr-defined]
+    assert registry.get_sample_value("vto_worker_draining") == 1 and registry.get_sample_value("vto_worker_ready") == 0
+    assert expired == []
+    await asyncio.sleep(0.4)
+    assert expired == [0.2]  # the watchdog fired: the real one exits with status 75
+    stuck.set()
+    await drain
+
+
+async def test_a_drain_within_its_timeout_does_not_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def quick_stop(self: object) -> None:
+        await asyncio.sleep(0.01)
+
+    expired: list[float] = []
+    monkeypatch.setattr(faust.App, "on_stop", quick_stop)
+    monkeypatch.setattr(app_module, "_drain_expired", expired.append)
+    app = create_app(Settings(kafka_security="PLAINTEXT", drain_timeout_s=0.2), CollectorRegistry())
+    await app.on_stop()
+    await asyncio.sleep(0.3)
+    assert expired == []

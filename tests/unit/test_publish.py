@@ -120,12 +120,14 @@ async def test_outputs_and_offsets_commit_together_states_last() -> None:
 async def test_what_is_written_about_a_frame_carries_its_trace_context_in_a_header() -> None:
     rendered, outcome = "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
     out, producer = batch(), FakeProducer()
-    out.traces = {("rendered", 1): rendered, ("outcomes", 1): outcome}
+    out.dead_letters = [(b"s1", b"letter")]
+    out.traces = {("rendered", 1): rendered, ("outcomes", 1): outcome, ("dead_letters", 0): outcome}
     publisher = Publisher(producer, SETTINGS, Metrics(CollectorRegistry()))
     await publisher.publish(out, {})
     await publisher.flush()
     assert producer.headers[b"frame-1"] == [("traceparent", rendered.encode())]
     assert producer.headers[b"outcome-1"] == [("traceparent", outcome.encode())]
+    assert producer.headers[b"letter"] == [("traceparent", outcome.encode())]
     assert producer.headers[b"frame-0"] is None and producer.headers[b"state"] is None
 
 
