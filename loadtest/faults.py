@@ -1,6 +1,7 @@
 """Fault figures: runs the fault tests against the real services (a worker SIGKILLed, the broker restarted, a
-worker joining and leaving, Triton killed) and writes what each measured to loadtest/results/faults-<date>.json:
-frames sent, rendered, dropped by reason, dead-lettered, unaccounted, events, and recovery times.
+worker joining and leaving, Triton killed, a worker SIGTERMed and drained) and writes what each measured to
+loadtest/results/faults-<date>.json: frames sent, rendered, dropped by reason, dead-lettered, unaccounted, events,
+recovery and drain times.
 
     .venv/bin/python loadtest/faults.py
 """
@@ -14,7 +15,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/integration/test_faults.py", "tests/integration/test_worker_takeover.py"]
+TESTS = [
+    "tests/integration/test_faults.py",
+    "tests/integration/test_worker_takeover.py",
+    "tests/integration/test_lifecycle.py",
+]
 
 
 def main() -> int:
