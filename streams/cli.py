@@ -1,4 +1,5 @@
-"""The `vto` command: stack up/down/status, worker, send, account, pose, tryon, fit, catalogue, demo, config."""
+"""The `vto` command: stack up/down/status, worker, gateway, send, account, pose, tryon, fit, catalogue, demo,
+config."""
 
 from __future__ import annotations
 
@@ -305,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="`up` also starts Prometheus (Debian's package) scraping the workers and Triton, with the alert rules",
     )
+    gateway = sub.add_parser("gateway", help="run the browser gateway (the try-on page and its WebSockets)")
+    gateway.add_argument("--name", default="", help="label for process listings")
     worker = sub.add_parser("worker", help="run one stream worker in the foreground")
     worker.add_argument("--name", default="", help="label for process listings")
     send = sub.add_parser("send", help="publish a video, image folder or photo as a shopper session")
@@ -372,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "worker":
+        if args.command == "gateway":
+            from streams.gateway.server import main as gateway_main
+
+            gateway_main()
+        elif args.command == "worker":
             from streams.app import main as worker_main
 
             worker_main()

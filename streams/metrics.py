@@ -106,3 +106,44 @@ class Metrics:
         self.draining = Gauge(
             "vto_worker_draining", "1 from SIGTERM until the worker exits (intake stopped).", registry=registry
         )
+
+
+class GatewayMetrics:
+    """The browser gateway's metrics (`vto gateway`): connections, frames each way, what was refused or skipped."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ProcessCollector(registry=registry)
+        self.connections = Gauge("vto_gateway_connections", "Open shopper WebSockets.", registry=registry)
+        self.frames_in = Counter(
+            "vto_gateway_frames_in_total", "Camera frames from pages published to Kafka.", registry=registry
+        )
+        self.frames_out = Counter("vto_gateway_frames_out_total", "Rendered frames sent to pages.", registry=registry)
+        self.dropped_to_page = Counter(
+            "vto_gateway_frames_dropped_to_page_total",
+            "Rendered frames replaced by a newer one before a slow page took them (summed over sessions).",
+            registry=registry,
+        )
+        self.refused = Counter(
+            "vto_gateway_refused_total",
+            "Client input refused with a message to the page, by reason (not_jpeg, frame_too_large, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.unrouted = Counter(
+            "vto_gateway_replies_unrouted_total",
+            "Rendered frames for a session this gateway no longer holds (the page left or reconnected elsewhere).",
+            registry=registry,
+        )
+        self.send_seconds = Histogram(
+            "vto_gateway_ws_send_seconds",
+            "Time to write one rendered frame to a page's WebSocket.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.gateway_seconds = Histogram(
+            "vto_gateway_frame_seconds",
+            "The gateway's own time per camera frame: WebSocket message to record handed to the Kafka producer.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )

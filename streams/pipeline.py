@@ -98,6 +98,8 @@ class Outputs:
     """What a batch produced, by destination topic: (key, value) pairs in the order they must be sent."""
 
     rendered: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # (partition of the gateway replies topic, session key, RenderedFrame): browser sessions' frames
+    replies: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     # (partition, key <session_id>/<n>, TryOnEvent or None for a tombstone): the session's frames partition
     events: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
@@ -257,6 +259,11 @@ def validate(record: Record, settings: Settings, key: bytes) -> Frame:
             )
         if not (0.0 <= kp.visibility <= 1.0 and 0.0 <= kp.presence <= 1.0):
             raise BadInput("bad_client_keypoints", f"client keypoint {i} visibility/presence outside 0..1")
+    if frame.HasField("reply_partition") and not 0 <= frame.reply_partition < settings.gateway_reply_partitions:
+        raise BadInput(
+            "bad_reply_partition",
+            f"reply partition {frame.reply_partition} outside 0..{settings.gateway_reply_partitions - 1}",
+        )
     return frame
 
 
@@ -574,8 +581,7 @@ class FramePipeline:
                 Keypoint(x=float(x), y=float(y), visibility=float(v), presence=float(p))
                 for x, y, v, p in result.keypoints
             )
-        out.rendered.append((frame.session_id.encode(), rendered.SerializeToString()))
-        out.trace("rendered", record.traceparent())
+        self._to_client(out, record, frame, rendered.SerializeToString())
         self.metrics.frames.labels("rendered" if found else "no_pose").inc()
         self._outcome(out, record, FrameOutcome.OUTCOME_RENDERED, "" if found else "no_pose", frame)
         out.captured.append(frame.capture_time_unix_us)
@@ -674,8 +680,17 @@ class FramePipeline:
             rendered_time_unix_us=now_us(),
             worker_id=self.worker_id,
         )
-        out.rendered.append((frame.session_id.encode(), notice.SerializeToString()))
-        out.trace("rendered", record.traceparent())
+        self._to_client(out, record, frame, notice.SerializeToString())
+
+    def _to_client(self, out: Outputs, record: Record, frame: Frame, rendered: bytes) -> None:
+        """A RenderedFrame (or notice) goes where the client reads: the partition of the gateway holding the
+        session when the frame names one, else the rendered topic keyed by session."""
+        if frame.HasField("reply_partition"):
+            out.replies.append((frame.reply_partition, frame.session_id.encode(), rendered))
+            out.trace("replies", record.traceparent())
+        else:
+            out.rendered.append((frame.session_id.encode(), rendered))
+            out.trace("rendered", record.traceparent())
 
     def _forget_ended(self) -> None:
         """Sessions whose END is older than any frame that could still be rendered leave memory."""

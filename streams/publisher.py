@@ -91,6 +91,10 @@ def records(out: Outputs, settings: Settings) -> list[Out]:
         return [Out(topic, label, k, v, None, headers(kind, i)) for i, (k, v) in enumerate(pairs)]
 
     listed = traced(settings.rendered_topic, "rendered", "rendered", out.rendered)
+    listed += [
+        Out(settings.replies_topic, "replies", k, v, p, headers("replies", i))
+        for i, (p, k, v) in enumerate(out.replies)
+    ]
     listed += [Out(settings.events_topic, "events", k, v, p) for p, k, v in out.events]
     listed += traced(settings.dead_letter_topic, "dead_letter", "dead_letters", out.dead_letters)
     listed += traced(settings.outcomes_topic, "outcomes", "outcomes", out.outcomes)

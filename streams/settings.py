@@ -99,6 +99,20 @@ class Settings(BaseSettings):
         description="On SIGTERM a worker stops taking frames, finishes the ones it holds and commits, within this; "
         "past it, it exits and the partitions' next owner handles what was left. Keep it under the pod's grace period.",
     )
+    gateway_port: int = Field(8080, description="Browser gateway (`vto gateway`): HTTP and WebSocket port.")
+    gateway_instance: int = Field(
+        0,
+        ge=0,
+        description="This gateway's number: it reads the rendered frames of its sessions from partition "
+        "<instance> of the replies topic (instances <= VTO_GATEWAY_REPLY_PARTITIONS).",
+    )
+    gateway_reply_partitions: int = Field(
+        8, ge=1, description="Partitions of the gateway replies topic: the most gateway instances."
+    )
+    replies_topic: str = Field(
+        "vto.gateway-replies.v1",
+        description="Rendered frames for browser sessions, on the partition of the gateway holding the session.",
+    )
     worker_web_port: int = Field(6066, description="Worker HTTP port: /metrics, /livez, /readyz.")
     bind_address: str = Field(
         "127.0.0.1",

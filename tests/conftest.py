@@ -20,6 +20,7 @@ TEST_ENV = {
     "VTO_TRITON_METRICS_PORT": "18002",
     "VTO_WORKER_WEB_PORT": "16066",
     "VTO_PROMETHEUS_PORT": "19090",
+    "VTO_GATEWAY_PORT": "18080",
     "VTO_RUN_DIR": str(ROOT / ".cache" / "test-run"),
     # Tests check what comes out, not load shedding (unit-tested); a busy CI machine must not drop frames.
     "VTO_FRAME_MAX_AGE_S": "60",

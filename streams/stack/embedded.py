@@ -1,5 +1,5 @@
-"""`vto stack up | down | status`: Kafka, then Triton, then the workers (and Prometheus with `--with-prometheus`);
-stopped in reverse order."""
+"""`vto stack up | down | status`: Kafka, then Triton, then the workers and the browser gateway (and Prometheus with
+`--with-prometheus`); stopped in reverse order."""
 
 from __future__ import annotations
 
@@ -74,6 +74,55 @@ def observed(settings: Settings) -> None:
         prometheus.write_targets(settings, [w.port for w in running_workers(settings)])
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """A browser gateway process (`vto gateway`): instance N listens on VTO_GATEWAY_PORT + N and reads partition N
+    of the replies topic."""
+
+    index: int
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return self.settings.gateway_port + self.index
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def service(self) -> Service:
+        return Service(f"gateway-{self.index}", self.settings.run_dir)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}healthz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 60.0) -> None:
+        marker = f"--name={self.settings.run_dir / self.service.name}"
+        self.service.start(
+            [sys.executable, "-m", "streams.cli", "gateway", marker],
+            env={
+                "VTO_GATEWAY_PORT": str(self.port),
+                "VTO_GATEWAY_INSTANCE": str(self.index),
+                "VTO_KAFKA_USER": "vto-client",  # frames and control in, its replies partition out: nothing more
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+        wait_until(self.service, self.ready, timeout, f"gateway on :{self.port}")
+
+    def stop(self) -> bool:
+        return self.service.stop()
+
+
+def running_gateways(settings: Settings) -> list[Gateway]:
+    found = sorted(settings.run_dir.glob("gateway-*.pid"))
+    return [Gateway(int(p.stem.split("-")[1]), settings) for p in found]
+
+
 def workers(settings: Settings, count: int) -> list[Worker]:
     return [Worker(i, settings) for i in range(count)]
 
@@ -100,6 +149,7 @@ def up(settings: Settings, worker_count: int = 1, with_prometheus: bool = False)
         prometheus.start(settings, [])
     for worker in workers(settings, worker_count):
         worker.start()
+    Gateway(0, settings).start()
 
 
 def running_workers(settings: Settings) -> list[Worker]:
@@ -109,7 +159,8 @@ def running_workers(settings: Settings) -> list[Worker]:
 
 def down(settings: Settings) -> list[str]:
     """Stop everything this project started (by PID file), workers first so they can drain and commit."""
-    stopped = [w.service.name for w in running_workers(settings) if w.stop()]
+    stopped = [g.service.name for g in running_gateways(settings) if g.stop()]  # pages first: no new frames
+    stopped += [w.service.name for w in running_workers(settings) if w.stop()]
     if prometheus.stop(settings):
         stopped.append("prometheus")
     if triton.stop(settings):
@@ -144,6 +195,8 @@ def status(settings: Settings) -> dict[str, dict[str, object]]:
             "ready": probe(lambda: prometheus.ready(settings)),
             "url": prometheus.url(settings),
         }
+    for g in running_gateways(settings):
+        report[g.service.name] = {"pid": g.service.pid(), "ready": probe(g.ready), "url": g.url}
     for w in running_workers(settings):
         report[w.service.name] = {"pid": w.service.pid(), "ready": probe(w.ready), "port": w.port}
     return report

@@ -207,6 +207,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return [
         NewTopic(settings.frames_topic, n, 1, config=frames),
         NewTopic(settings.rendered_topic, n, 1, config=frames),
+        # Rendered frames of browser sessions, on the partition of the gateway instance holding each session (the
+        # frame names it): a gateway reads its own partition only, not every session's frames.
+        NewTopic(settings.replies_topic, settings.gateway_reply_partitions, 1, config=frames),
         # The latest control record per session is that session's state: compacted, and old sessions expire.
         NewTopic(
             settings.control_topic,
@@ -265,7 +268,8 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
     """Who may do what, nothing more (the broker denies whatever no ACL allows):
     - vto-worker: read frames, control and states; write rendered frames, events, dead letters, outcomes and
       states; its consumer group and transactional ids;
-    - vto-client (a shopper's app, or the gateway for it): write frames and control records, read rendered frames;
+    - vto-client (the browser gateway, or a trusted app): write frames and control records, read rendered frames
+      and the gateway replies;
     - vto-analytics: read try-on events, nothing else.
     vto-admin (the stack itself, operators, `vto account`) is a super user."""
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
@@ -281,7 +285,14 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
             ),
             *(
                 (topic, name, literal, op)
-                for name in (s.rendered_topic, s.events_topic, s.dead_letter_topic, s.outcomes_topic, s.state_topic)
+                for name in (
+                    s.rendered_topic,
+                    s.replies_topic,
+                    s.events_topic,
+                    s.dead_letter_topic,
+                    s.outcomes_topic,
+                    s.state_topic,
+                )
                 for op in (write, describe)
             ),
             (group, s.worker_group, literal, read),
@@ -291,8 +302,7 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
         ],
         "vto-client": [
             *((topic, name, literal, op) for name in (s.frames_topic, s.control_topic) for op in (write, describe)),
-            (topic, s.rendered_topic, literal, read),
-            (topic, s.rendered_topic, literal, describe),
+            *((topic, name, literal, op) for name in (s.rendered_topic, s.replies_topic) for op in (read, describe)),
             (group, "vto-client", prefixed, read),
         ],
         "vto-analytics": [

@@ -134,6 +134,8 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
             "future_capture_time",
         ),
         (frame(client_keypoints=[Keypoint()] * 5).SerializeToString(), b"s1", "bad_client_keypoints"),
+        (frame(reply_partition=8).SerializeToString(), b"s1", "bad_reply_partition"),  # 8 partitions: 0..7
+        (frame(reply_partition=-1).SerializeToString(), b"s1", "bad_reply_partition"),
         (
             frame(client_keypoints=[Keypoint(x=float("nan"), y=2)] * 33).SerializeToString(),
             b"s1",
@@ -211,6 +213,18 @@ async def test_log_lines_about_a_frame_carry_its_session_sequence_and_trace(capl
         ("s1", 4, "4bf92f3577b34da6a3ce929d0e0e4736"),
     ]
     assert all(line["worker_id"] == "w1" and line["level"] in ("warning", "error") for line in lines)
+
+
+async def test_a_browser_sessions_frames_and_notices_go_to_its_gateways_partition_only() -> None:
+    pipeline, _ = make(FakeTryOn())
+    out = await pipeline.handle_frames([record(frame(seq=1, reply_partition=3).SerializeToString(), offset=1)])
+    assert out.rendered == [] and [(p, k) for p, k, _ in out.replies] == [(3, b"s1")]
+    assert RenderedFrame.FromString(out.replies[0][2]).sequence == 1 and ("replies", 0) in out.traces
+    refused, _ = make(FakeTryOn(fail=InferenceUnavailable("tryon: UNAVAILABLE")))
+    notice = await refused.handle_frames([record(frame(seq=2, reply_partition=5).SerializeToString())])
+    assert notice.rendered == [] and [(p, k) for p, k, _ in notice.replies] == [(5, b"s1")]
+    plain = await pipeline.handle_frames([record(frame(seq=3).SerializeToString(), offset=2)])
+    assert plain.replies == [] and len(plain.rendered) == 1
 
 
 async def test_rendered_frame_carries_ids_keypoints_and_stage_timings() -> None:

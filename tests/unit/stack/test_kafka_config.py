@@ -11,6 +11,7 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     assert set(specs) == {
         settings.frames_topic,
         settings.rendered_topic,
+        settings.replies_topic,
         settings.control_topic,
         settings.events_topic,
         settings.dead_letter_topic,
@@ -26,6 +27,8 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     state = specs[settings.state_topic]  # read back by partition number on takeover: must match the frames
     assert state.num_partitions == 12 and "compact" in state.config["cleanup.policy"]
     assert int(specs[settings.dead_letter_topic].config["max.message.bytes"]) > int(frames.config["max.message.bytes"])
+    replies = specs[settings.replies_topic]  # a partition per gateway instance; images: the frames' retention
+    assert replies.num_partitions == settings.gateway_reply_partitions and replies.config == frames.config
     events = specs[settings.events_topic]  # erasure tombstones each event: compacted, on the session's partition
     assert events.num_partitions == 12 and events.config["cleanup.policy"] == "compact,delete"
     # Erasure reads a session's event count from its state: events leave the disk (retention + a segment) first.
@@ -76,10 +79,9 @@ def test_the_embedded_broker_authenticates_encrypts_and_denies_what_no_acl_allow
         assert b.permission_type.name == "ALLOW" and b.host == "*"
         grants.setdefault(b.principal, set()).add((b.name, b.operation.name))
     s = settings
-    assert grants["User:vto-client"] == {  # exactly: frames and control in, rendered frames out
+    assert grants["User:vto-client"] == {  # exactly: frames and control in, rendered frames and replies out
         *((t, op) for t in (s.frames_topic, s.control_topic) for op in ("WRITE", "DESCRIBE")),
-        (s.rendered_topic, "READ"),
-        (s.rendered_topic, "DESCRIBE"),
+        *((t, op) for t in (s.rendered_topic, s.replies_topic) for op in ("READ", "DESCRIBE")),
         ("vto-client", "READ"),
     }
     assert grants["User:vto-analytics"] == {
@@ -97,6 +99,7 @@ def test_the_embedded_broker_authenticates_encrypts_and_denies_what_no_acl_allow
     }
     assert {t for t, op in worker if op == "WRITE"} == {
         s.rendered_topic,
+        s.replies_topic,
         s.events_topic,
         s.dead_letter_topic,
         s.outcomes_topic,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from streams.proto.vto.v1 import common_pb2 as vto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12vto/v1/frame.proto\x12\x06vto.v1\x1a\x13vto/v1/common.proto\"\x85\x02\n\x05\x46rame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\x0c\x12#\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x13.vto.v1.ImageFormat\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12\x0f\n\x07item_id\x18\t \x01(\t\x12*\n\x10\x63lient_keypoints\x18\n \x03(\x0b\x32\x10.vto.v1.Keypoint\x12\x15\n\rsession_token\x18\x0b \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12vto/v1/frame.proto\x12\x06vto.v1\x1a\x13vto/v1/common.proto\"\xb7\x02\n\x05\x46rame\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x03 \x01(\x03\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\x0c\x12#\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x13.vto.v1.ImageFormat\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12\x0f\n\x07item_id\x18\t \x01(\t\x12*\n\x10\x63lient_keypoints\x18\n \x03(\x0b\x32\x10.vto.v1.Keypoint\x12\x15\n\rsession_token\x18\x0b \x01(\t\x12\x1c\n\x0freply_partition\x18\x0c \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_reply_partitionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'streams.proto.vto.v1.frame_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FRAME']._serialized_start=52
-  _globals['_FRAME']._serialized_end=313
+  _globals['_FRAME']._serialized_end=363
 # @@protoc_insertion_point(module_scope)

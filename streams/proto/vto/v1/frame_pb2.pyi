@@ -12,10 +12,10 @@ import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -36,6 +36,7 @@ class Frame(_message.Message):
     ITEM_ID_FIELD_NUMBER: _builtins.int
     CLIENT_KEYPOINTS_FIELD_NUMBER: _builtins.int
     SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    REPLY_PARTITION_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     """per session, increasing"""
@@ -51,6 +52,11 @@ class Frame(_message.Message):
     """catalogue item the shopper is trying on"""
     session_token: _builtins.str
     """Signed by the shop's backend for this session, with the shopper's consent (streams/tokens.py); required."""
+    reply_partition: _builtins.int
+    """Set by a browser gateway (streams/gateway/): the worker sends this frame's RenderedFrame to that partition of
+    the gateway replies topic (vto.gateway-replies.v1), which only the gateway instance holding the session
+    reads, instead of to vto.rendered.v1. Absent: vto.rendered.v1, keyed by session.
+    """
     @_builtins.property
     def client_keypoints(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Keypoint]:
         """Keypoints computed on the device by clients that run pose themselves (33 or none)."""
@@ -69,11 +75,14 @@ class Frame(_message.Message):
         item_id: _builtins.str = ...,
         client_keypoints: _abc.Iterable[_common_pb2.Keypoint] | None = ...,
         session_token: _builtins.str = ...,
+        reply_partition: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_partition", b"_reply_partition", "reply_partition", b"reply_partition"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "client_keypoints", b"client_keypoints", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "sequence", b"sequence", "session_id", b"session_id", "session_token", b"session_token", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_partition", b"_reply_partition", "camera_id", b"camera_id", "capture_time_unix_us", b"capture_time_unix_us", "client_keypoints", b"client_keypoints", "format", b"format", "height", b"height", "image", b"image", "item_id", b"item_id", "reply_partition", b"reply_partition", "sequence", b"sequence", "session_id", b"session_id", "session_token", b"session_token", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reply_partition: _TypeAlias = _typing.Literal["reply_partition"]  # noqa: Y015
+    _WhichOneofArgType__reply_partition: _TypeAlias = _typing.Literal["_reply_partition", b"_reply_partition"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_partition) -> _WhichOneofReturnType__reply_partition | None: ...
 
 Global___Frame: _TypeAlias = Frame  # noqa: Y015

@@ -1,0 +1,372 @@
+"""`vto gateway`: the try-on page over HTTP, each shopper's WebSocket turned into Kafka records and back.
+
+A page's binary messages are camera frames (its capture time + a JPEG) that become `Frame` records; its text
+messages are JSON control that becomes `SessionControl`; the session's rendered frames come back as binary
+messages, its size advice and status as JSON. Protocol: docs/gateway.md. A connection only ever sees its own
+session: the WebSocket must present a token signed for that session, and rendered frames are routed to it by
+session id. Bad input is refused with a message to the page and counted; it never ends the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import logging.config
+import struct
+import time
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import cv2
+from aiohttp import WSMsgType, web
+from google.protobuf.json_format import MessageToDict
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from streams import tokens, tracing
+from streams.errors import BadInput
+from streams.gateway.relay import Relay
+from streams.imageheader import BadImage, image_size
+from streams.logs import logging_config
+from streams.metrics import GatewayMetrics
+from streams.proto.vto.v1.common_pb2 import IMAGE_FORMAT_JPEG
+from streams.proto.vto.v1.fit_advice_pb2 import FitPreference
+from streams.proto.vto.v1.frame_pb2 import Frame
+from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
+from streams.proto.vto.v1.session_control_pb2 import SessionControl
+from streams.settings import Settings, get_settings
+from streams.tryon.catalogue import Catalogue
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+PAGE_FPS = 15  # what the page is asked to send (the worker's per-session limit is VTO_MAX_SESSION_FPS)
+CAPTURE_HEADER = struct.Struct(">d")  # the page's capture time, ms
+RENDERED_HEADER = struct.Struct(">dI")  # the page's capture time of the frame, ms; its sequence
+UNAUTHORIZED = 4401  # WebSocket close code: the token does not open this session
+STATUS_NAMES = {
+    RenderedFrame.STATUS_DEGRADED: "degraded",
+    RenderedFrame.STATUS_RATE_LIMITED: "rate_limited",
+    RenderedFrame.STATUS_OVER_CAPACITY: "over_capacity",
+}
+
+
+class Refused(Exception):
+    """Client input the gateway will not forward: `reason` goes to the page and to the metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Connection:
+    """One page's WebSocket: its session, its frames' sequence and clock offset, and the newest rendered frame
+    waiting to be sent (a slow page skips frames instead of queueing them)."""
+
+    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session_id: str, token: str) -> None:
+        self.gateway, self.ws, self.session_id, self.token = gateway, ws, session_id, token
+        self.item_id = ""
+        self.received = 0  # binary messages so far: the next frame's sequence (the page counts the same way)
+        self.offset_ms = float("inf")  # server clock - page clock, the smallest seen (the least delayed frame)
+        self.page_ms: OrderedDict[int, float] = OrderedDict()  # sequence -> the page's capture time
+        self.tokens, self.tokens_at = float(gateway.settings.max_session_fps), time.monotonic()
+        self.pending: bytes | None = None  # the newest rendered frame not yet sent
+        self.wake = asyncio.Event()
+        self.texts: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
+        self.advice = ""
+        self.refused_at: dict[str, float] = {}  # reason -> when the page was last told (once a second each)
+        self.ended = False
+
+    # -- page -> Kafka -----------------------------------------------------------------------------------
+    def frame(self, data: bytes) -> None:
+        started = time.perf_counter()
+        sequence, self.received = self.received, self.received + 1
+        settings = self.gateway.settings
+        if len(data) <= CAPTURE_HEADER.size:
+            raise Refused("bad_frame", "a frame is 8 bytes of capture time followed by a JPEG")
+        if len(data) - CAPTURE_HEADER.size > settings.max_image_bytes:
+            raise Refused("frame_too_large", f"a frame may be at most {settings.max_image_bytes} bytes")
+        (page_ms,) = CAPTURE_HEADER.unpack_from(data)
+        jpeg = data[CAPTURE_HEADER.size :]
+        if not jpeg.startswith(b"\xff\xd8"):
+            raise Refused("not_jpeg", "frames must be JPEG images")
+        try:
+            width, height = image_size(jpeg)
+        except BadImage as exc:
+            raise Refused("not_jpeg", f"not a whole JPEG: {exc}") from exc
+        now = time.monotonic()
+        self.tokens = min(settings.max_session_fps, self.tokens + (now - self.tokens_at) * settings.max_session_fps)
+        self.tokens_at = now
+        if self.tokens < 1.0:
+            raise Refused("too_many_frames", f"at most {settings.max_session_fps:g} frames a second")
+        self.tokens -= 1.0
+        now_ms = time.time() * 1000.0
+        if page_ms != page_ms or abs(now_ms - page_ms) > 86_400_000:  # NaN, or a clock a day off: not a time
+            raise Refused("bad_frame", "the capture time is not a time")
+        # The page's clock is not ours: map it with the offset of the least delayed frame so far (skew plus the
+        # smallest network delay seen), so capture times keep the page's spacing and never lie in the future.
+        self.offset_ms = min(self.offset_ms, now_ms - page_ms)
+        message = Frame(
+            session_id=self.session_id,
+            sequence=sequence,
+            capture_time_unix_us=int((page_ms + self.offset_ms) * 1000),
+            camera_id="browser",
+            image=jpeg,
+            format=IMAGE_FORMAT_JPEG,
+            width=width,
+            height=height,
+            item_id=self.item_id,
+            session_token=self.token,
+            reply_partition=self.gateway.relay.partition,
+        )
+        traceparent = tracing.new_traceparent()
+        try:
+            self.gateway.relay.publish(
+                settings.frames_topic,
+                self.session_id.encode(),
+                message.SerializeToString(),
+                [(tracing.HEADER, traceparent.encode())],  # the page's frame starts its trace here
+            )
+        except BufferError as exc:
+            raise Refused("busy", "the gateway is busy: frames are skipped for a moment") from exc
+        self.page_ms[sequence] = page_ms
+        while len(self.page_ms) > 256:
+            self.page_ms.popitem(last=False)
+        self.gateway.metrics.frames_in.inc()
+        self.gateway.metrics.gateway_seconds.observe(time.perf_counter() - started)
+
+    def control(self, text: str) -> None:
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise Refused("malformed_json", f"control messages are JSON objects: {exc}") from exc
+        if not isinstance(body, dict):
+            raise Refused("malformed_json", "control messages are JSON objects")
+        actions = {
+            "start": SessionControl.ACTION_START,
+            "select_item": SessionControl.ACTION_SELECT_ITEM,
+            "end": SessionControl.ACTION_END,
+        }
+        action = actions.get(body.get("action"))  # type: ignore[arg-type]
+        if action is None:
+            raise Refused("unknown_action", f"action must be one of {', '.join(actions)}")
+        item_id = str(body.get("item_id") or "")
+        if item_id and self.gateway.catalogue.get(item_id) is None:
+            raise Refused("unknown_item", f"item {item_id!r} is not in the catalogue")
+        if action == SessionControl.ACTION_SELECT_ITEM and not item_id:
+            raise Refused("unknown_item", "select_item needs an item_id")
+        message = SessionControl(
+            session_id=self.session_id,
+            action=action,
+            item_id=item_id,
+            time_unix_us=time.time_ns() // 1000,
+            session_token=self.token,
+        )
+        if action == SessionControl.ACTION_START:
+            try:
+                message.height_cm = float(body.get("height_cm") or 0.0)
+                message.fit = FitPreference.Value(f"FIT_PREFERENCE_{str(body.get('fit') or 'regular').upper()}")
+            except (TypeError, ValueError) as exc:
+                raise Refused("malformed_json", f"height_cm is a number, fit regular, loose or tight: {exc}") from exc
+        if item_id:
+            self.item_id = item_id
+        self.ended = action == SessionControl.ACTION_END
+        try:
+            self.gateway.relay.publish(
+                self.gateway.settings.control_topic, self.session_id.encode(), message.SerializeToString()
+            )
+        except BufferError as exc:
+            raise Refused("busy", "the gateway is busy: try again") from exc
+
+    # -- Kafka -> page -----------------------------------------------------------------------------------
+    def rendered(self, value: bytes) -> None:
+        frame = RenderedFrame.FromString(value)
+        if frame.status in STATUS_NAMES:
+            self.text({"type": "status", "status": STATUS_NAMES[frame.status], "detail": frame.status_detail})
+        if frame.HasField("fit_advice"):
+            advice = MessageToDict(frame.fit_advice, preserving_proto_field_name=True)
+            encoded = json.dumps(advice, sort_keys=True)
+            if encoded != self.advice:  # only when it changes
+                self.advice = encoded
+                self.text({"type": "advice", "item_id": frame.item_id, **advice})
+        if not frame.image:
+            return
+        page_ms = self.page_ms.get(frame.sequence, 0.0)
+        if self.pending is not None:
+            self.gateway.metrics.dropped_to_page.inc()
+        self.pending = RENDERED_HEADER.pack(page_ms, frame.sequence) + frame.image
+        self.wake.set()
+
+    def text(self, body: dict[str, Any]) -> None:
+        if self.texts.full():
+            return  # a page that reads nothing gets no more notes; frames still skip to the newest
+        self.texts.put_nowait(body)
+        self.wake.set()
+
+    def refuse(self, refused: Refused) -> None:
+        self.gateway.metrics.refused.labels(refused.reason).inc()
+        now = time.monotonic()
+        if now - self.refused_at.get(refused.reason, 0.0) >= 1.0:
+            self.refused_at[refused.reason] = now
+            self.text({"type": "error", "error": refused.reason, "message": str(refused)})
+
+    async def send_loop(self) -> None:
+        """Texts in order, then the newest rendered frame; one write at a time."""
+        while not self.ws.closed:
+            await self.wake.wait()
+            self.wake.clear()
+            while not self.texts.empty():
+                await self.ws.send_str(json.dumps(self.texts.get_nowait()))
+            if self.pending is not None:
+                data, self.pending = self.pending, None
+                started = time.perf_counter()
+                await self.ws.send_bytes(data)
+                self.gateway.metrics.send_seconds.observe(time.perf_counter() - started)
+                self.gateway.metrics.frames_out.inc()
+
+
+class Gateway:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.key = settings.session_key()
+        self.metrics = GatewayMetrics(registry or CollectorRegistry())
+        self.catalogue = Catalogue(settings.catalogue_dir)
+        self.thumbnails: dict[str, bytes] = {}
+        self.sessions: dict[str, Connection] = {}
+        self.relay: Relay  # started with the app (it needs the running loop)
+
+    def deliver(self, session_id: str, value: bytes) -> None:
+        connection = self.sessions.get(session_id)
+        if connection is None:
+            self.metrics.unrouted.inc()
+            return
+        try:
+            connection.rendered(value)
+        except Exception:  # a record the gateway cannot read must not stop the relay
+            log.exception("unreadable rendered frame for session %s", session_id, extra={"session_id": session_id})
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def catalogue_index(self, request: web.Request) -> web.Response:
+        self.catalogue.reload_if_changed()
+        items = [
+            {
+                "id": item.id,
+                "name": item.name,
+                "category": item.category,
+                "sized": bool(item.size_chart),
+                "image": f"/api/catalogue/{item.id}/image",
+            }
+            for item in self.catalogue.items()
+        ]
+        return web.json_response({"items": items})
+
+    async def item_image(self, request: web.Request) -> web.Response:
+        item_id = request.match_info["item_id"]
+        item = self.catalogue.get(item_id)
+        if item is None:
+            return web.json_response({"error": "unknown_item", "message": f"no item {item_id!r}"}, status=404)
+        if item_id not in self.thumbnails:
+            image = item.image
+            scale = min(1.0, 256 / max(image.shape[:2]))
+            if scale < 1.0:
+                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            self.thumbnails[item_id] = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+        return web.Response(body=self.thumbnails[item_id], content_type="image/png")
+
+    async def new_session(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("consent") is not True:
+            return web.json_response(
+                {
+                    "error": "consent_required",
+                    "message": "the try-on processes camera frames only with the shopper's consent",
+                },
+                status=403,
+            )
+        session_id = f"web-{uuid.uuid4().hex}"
+        ttl = self.settings.session_token_ttl_s
+        token = tokens.mint(self.key, session_id, ttl_s=ttl)
+        return web.json_response(
+            {"session_id": session_id, "token": token, "expires_unix": int(time.time()) + ttl}, status=201
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "instance": self.settings.gateway_instance})
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- WebSocket -------------------------------------------------------------------------------------------
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_image_bytes + 4096, heartbeat=20)
+        await ws.prepare(request)
+        session_id, token = request.query.get("session", ""), request.query.get("token", "")
+        try:
+            tokens.verify(self.key, token, session_id)
+        except BadInput as exc:
+            self.metrics.refused.labels("bad_token").inc()
+            await ws.send_str(json.dumps({"type": "error", "error": "bad_token", "message": str(exc)}))
+            await ws.close(code=UNAUTHORIZED, message=b"bad token")
+            return ws
+        previous = self.sessions.get(session_id)
+        if previous is not None:  # the same session reconnected: the newest socket holds it
+            await previous.ws.close(code=4409, message=b"session opened elsewhere")
+        connection = Connection(self, ws, session_id, token)
+        self.sessions[session_id] = connection
+        self.metrics.connections.inc()
+        sender = asyncio.ensure_future(connection.send_loop())
+        connection.text({"type": "hello", "session_id": session_id, "max_fps": PAGE_FPS})
+        try:
+            async for msg in ws:
+                try:
+                    if msg.type == WSMsgType.BINARY:
+                        connection.frame(msg.data)
+                    elif msg.type == WSMsgType.TEXT:
+                        connection.control(msg.data)
+                except Refused as refused:
+                    connection.refuse(refused)
+        finally:
+            self.metrics.connections.dec()
+            if self.sessions.get(session_id) is connection:
+                del self.sessions[session_id]
+            connection.wake.set()
+            sender.cancel()
+        return ws
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_image_bytes + 65536)
+        app.router.add_get("/", self.page)
+        app.router.add_static("/static/", STATIC)
+        app.router.add_get("/api/catalogue", self.catalogue_index)
+        app.router.add_get("/api/catalogue/{item_id}/image", self.item_image)
+        app.router.add_post("/api/sessions", self.new_session)
+        app.router.add_get("/ws", self.socket)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.on_startup.append(self._start)
+        app.on_shutdown.append(self._stop)
+        return app
+
+    async def _start(self, app: web.Application) -> None:
+        self.relay = Relay(self.settings, asyncio.get_running_loop(), self.deliver)
+        self.relay.start()
+
+    async def _stop(self, app: web.Application) -> None:
+        for connection in list(self.sessions.values()):
+            await connection.ws.close(code=1001, message=b"gateway going away")
+        await asyncio.get_running_loop().run_in_executor(None, self.relay.close)
+
+
+def main() -> None:
+    """`vto gateway`: serve until SIGTERM (open sockets are closed with 1001: pages reconnect elsewhere)."""
+    settings = get_settings()
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level, "gateway"))
+    gateway = Gateway(settings)
+    web.run_app(gateway.app(), host=settings.bind_address, port=settings.gateway_port, print=None)
