@@ -444,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
             print("stage means (ms) " + ", ".join(f"{k} {v}" for k, v in summary.stage_ms_mean.items()))
             print(f"rendered video   {summary.rendered_video}")
             print(f"contact sheet    {summary.contact_sheet}")
+            if args.keep_up:
+                print(f"try-on page      {summary.page} (open it, allow the camera; `make down` stops the stack)")
+            else:
+                print(f"try-on page      {summary.page} while the stack runs: `vto demo --keep-up` or `make up`")
             if summary.prometheus and args.keep_up:
                 print(f"prometheus       {summary.prometheus}/alerts (rules of k8s/base/monitoring); `make down` stops")
             elif summary.prometheus:

@@ -45,6 +45,7 @@ class Summary:
     rendered_video: str
     contact_sheet: str
     prometheus: str  # the embedded Prometheus that scraped the run ('' when it is not installed)
+    page: str  # the try-on page of the stack's browser gateway
 
 
 def rendered_consumer(settings: Settings) -> Consumer:
@@ -161,6 +162,7 @@ def run(
         rendered_video=str(video_path),
         contact_sheet=str(sheet_path),
         prometheus=prometheus.url(settings) if observed else "",
+        page=embedded.Gateway(0, settings).url,
     )
     (out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary

@@ -17,6 +17,7 @@ import struct
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ STATIC = Path(__file__).with_name("static")
 PAGE_FPS = 15  # what the page is asked to send (the worker's per-session limit is VTO_MAX_SESSION_FPS)
 CAPTURE_HEADER = struct.Struct(">d")  # the page's capture time, ms
 RENDERED_HEADER = struct.Struct(">dI")  # the page's capture time of the frame, ms; its sequence
+MAX_PAGE_SESSIONS = 20_000  # sessions remembered across reconnects (a few hundred bytes each)
 UNAUTHORIZED = 4401  # WebSocket close code: the token does not open this session
 STATUS_NAMES = {
     RenderedFrame.STATUS_DEGRADED: "degraded",
@@ -60,28 +62,38 @@ class Refused(Exception):
         self.reason = reason
 
 
+@dataclass
+class PageSession:
+    """What the gateway keeps of a session across its sockets (a page that reconnects continues it): the next
+    frame's sequence, the page's capture time of recent frames, its clock's offset, whether it was started."""
+
+    next_sequence: int = 0
+    offset_ms: float = float("inf")  # server clock - page clock, the smallest seen (the least delayed frame)
+    page_ms: OrderedDict[int, float] = field(default_factory=OrderedDict)  # sequence -> the page's capture time
+    item_id: str = ""
+    started: bool = False
+
+
 class Connection:
-    """One page's WebSocket: its session, its frames' sequence and clock offset, and the newest rendered frame
-    waiting to be sent (a slow page skips frames instead of queueing them)."""
+    """One page's WebSocket: its session, and the newest rendered frame waiting to be sent (a slow page skips
+    frames instead of queueing them)."""
 
     def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session_id: str, token: str) -> None:
         self.gateway, self.ws, self.session_id, self.token = gateway, ws, session_id, token
-        self.item_id = ""
-        self.received = 0  # binary messages so far: the next frame's sequence (the page counts the same way)
-        self.offset_ms = float("inf")  # server clock - page clock, the smallest seen (the least delayed frame)
-        self.page_ms: OrderedDict[int, float] = OrderedDict()  # sequence -> the page's capture time
+        self.state = gateway.page_session(session_id)
         self.tokens, self.tokens_at = float(gateway.settings.max_session_fps), time.monotonic()
         self.pending: bytes | None = None  # the newest rendered frame not yet sent
         self.wake = asyncio.Event()
         self.texts: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
         self.advice = ""
+        self.status = "ok"  # the last status the page was told
         self.refused_at: dict[str, float] = {}  # reason -> when the page was last told (once a second each)
-        self.ended = False
 
     # -- page -> Kafka -----------------------------------------------------------------------------------
     def frame(self, data: bytes) -> None:
         started = time.perf_counter()
-        sequence, self.received = self.received, self.received + 1
+        state = self.state
+        sequence, state.next_sequence = state.next_sequence, state.next_sequence + 1
         settings = self.gateway.settings
         if len(data) <= CAPTURE_HEADER.size:
             raise Refused("bad_frame", "a frame is 8 bytes of capture time followed by a JPEG")
@@ -106,17 +118,17 @@ class Connection:
             raise Refused("bad_frame", "the capture time is not a time")
         # The page's clock is not ours: map it with the offset of the least delayed frame so far (skew plus the
         # smallest network delay seen), so capture times keep the page's spacing and never lie in the future.
-        self.offset_ms = min(self.offset_ms, now_ms - page_ms)
+        state.offset_ms = min(state.offset_ms, now_ms - page_ms)
         message = Frame(
             session_id=self.session_id,
             sequence=sequence,
-            capture_time_unix_us=int((page_ms + self.offset_ms) * 1000),
+            capture_time_unix_us=int((page_ms + state.offset_ms) * 1000),
             camera_id="browser",
             image=jpeg,
             format=IMAGE_FORMAT_JPEG,
             width=width,
             height=height,
-            item_id=self.item_id,
+            item_id=state.item_id,
             session_token=self.token,
             reply_partition=self.gateway.relay.partition,
         )
@@ -130,9 +142,9 @@ class Connection:
             )
         except BufferError as exc:
             raise Refused("busy", "the gateway is busy: frames are skipped for a moment") from exc
-        self.page_ms[sequence] = page_ms
-        while len(self.page_ms) > 256:
-            self.page_ms.popitem(last=False)
+        state.page_ms[sequence] = page_ms
+        while len(state.page_ms) > 256:
+            state.page_ms.popitem(last=False)
         self.gateway.metrics.frames_in.inc()
         self.gateway.metrics.gateway_seconds.observe(time.perf_counter() - started)
 
@@ -156,6 +168,12 @@ class Connection:
             raise Refused("unknown_item", f"item {item_id!r} is not in the catalogue")
         if action == SessionControl.ACTION_SELECT_ITEM and not item_id:
             raise Refused("unknown_item", "select_item needs an item_id")
+        if action == SessionControl.ACTION_START and self.state.started:
+            # A page starts again after reconnecting, or with a new height or fit: the session goes on (a START
+            # would restart its tracking); its item and fit profile change.
+            action = SessionControl.ACTION_SET_FIT_PROFILE
+            if item_id:
+                self._publish_control(SessionControl.ACTION_SELECT_ITEM, item_id)
         message = SessionControl(
             session_id=self.session_id,
             action=action,
@@ -163,15 +181,29 @@ class Connection:
             time_unix_us=time.time_ns() // 1000,
             session_token=self.token,
         )
-        if action == SessionControl.ACTION_START:
+        if action in (SessionControl.ACTION_START, SessionControl.ACTION_SET_FIT_PROFILE):
             try:
                 message.height_cm = float(body.get("height_cm") or 0.0)
                 message.fit = FitPreference.Value(f"FIT_PREFERENCE_{str(body.get('fit') or 'regular').upper()}")
             except (TypeError, ValueError) as exc:
                 raise Refused("malformed_json", f"height_cm is a number, fit regular, loose or tight: {exc}") from exc
         if item_id:
-            self.item_id = item_id
-        self.ended = action == SessionControl.ACTION_END
+            self.state.item_id = item_id
+        self.state.started = action != SessionControl.ACTION_END
+        self._send_control(message)
+
+    def _publish_control(self, action: SessionControl.Action.ValueType, item_id: str) -> None:
+        self._send_control(
+            SessionControl(
+                session_id=self.session_id,
+                action=action,
+                item_id=item_id,
+                time_unix_us=time.time_ns() // 1000,
+                session_token=self.token,
+            )
+        )
+
+    def _send_control(self, message: SessionControl) -> None:
         try:
             self.gateway.relay.publish(
                 self.gateway.settings.control_topic, self.session_id.encode(), message.SerializeToString()
@@ -182,8 +214,10 @@ class Connection:
     # -- Kafka -> page -----------------------------------------------------------------------------------
     def rendered(self, value: bytes) -> None:
         frame = RenderedFrame.FromString(value)
-        if frame.status in STATUS_NAMES:
-            self.text({"type": "status", "status": STATUS_NAMES[frame.status], "detail": frame.status_detail})
+        status = STATUS_NAMES.get(frame.status, "ok")
+        if status != "ok" or self.status != "ok":  # every notice, and the first frame after them: back to ok
+            self.status = status
+            self.text({"type": "status", "status": status, "detail": frame.status_detail})
         if frame.HasField("fit_advice"):
             advice = MessageToDict(frame.fit_advice, preserving_proto_field_name=True)
             encoded = json.dumps(advice, sort_keys=True)
@@ -192,7 +226,7 @@ class Connection:
                 self.text({"type": "advice", "item_id": frame.item_id, **advice})
         if not frame.image:
             return
-        page_ms = self.page_ms.get(frame.sequence, 0.0)
+        page_ms = self.state.page_ms.get(frame.sequence, 0.0)
         if self.pending is not None:
             self.gateway.metrics.dropped_to_page.inc()
         self.pending = RENDERED_HEADER.pack(page_ms, frame.sequence) + frame.image
@@ -234,7 +268,15 @@ class Gateway:
         self.catalogue = Catalogue(settings.catalogue_dir)
         self.thumbnails: dict[str, bytes] = {}
         self.sessions: dict[str, Connection] = {}
+        self.page_sessions: OrderedDict[str, PageSession] = OrderedDict()  # the most recently used, bounded
         self.relay: Relay  # started with the app (it needs the running loop)
+
+    def page_session(self, session_id: str) -> PageSession:
+        state = self.page_sessions.pop(session_id, None) or PageSession()
+        self.page_sessions[session_id] = state
+        while len(self.page_sessions) > MAX_PAGE_SESSIONS:
+            self.page_sessions.popitem(last=False)
+        return state
 
     def deliver(self, session_id: str, value: bytes) -> None:
         connection = self.sessions.get(session_id)
