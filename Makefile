@@ -21,7 +21,7 @@ KUSTOMIZE_VERSION := v5.5.0
 KUSTOMIZE := $(CACHE)/bin/kustomize
 
 .PHONY: help setup models up up-observed down status demo test test-unit test-integration lint protos check-protos \
-  prometheus kustomize k8s k8s-check model-repo clean
+  prometheus chromium kustomize k8s k8s-check model-repo clean
 
 help:
 	@echo "make demo | test | setup | models | up | up-observed | down | status | lint | protos | k8s | k8s-check | model-repo | clean"
@@ -74,7 +74,7 @@ status: setup
 demo: setup models prometheus
 	$(VTO) demo
 
-test: setup models prometheus $(KUSTOMIZE)
+test: setup models prometheus chromium $(KUSTOMIZE)
 	$(VENV)/bin/pytest
 
 test-unit: setup $(KUSTOMIZE)
@@ -86,6 +86,12 @@ prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
 	  else echo "note: Prometheus is not installed (sudo apt-get install prometheus): its tests are skipped"; fi; }
+
+# Debian's Chromium for the browser test (tests/e2e/test_browser.py drives it; no browser is downloaded).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	  else echo "note: Chromium is not installed (sudo apt-get install chromium): the browser test is skipped"; fi; }
 
 # kustomize for k8s/ (tools/k8s_check.py, tests/unit/test_k8s.py), from the Go module proxy (Go >= 1.22.7).
 $(KUSTOMIZE):

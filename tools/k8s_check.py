@@ -14,11 +14,15 @@ each resource:
   the few that concern these resources are among the project rules below.
 A kind with no schema is an error unless UNVALIDATED lists it with the reason.
 
-Then the project's own rules (`semantic_errors`): containers with requests, limits, probes and a locked-down
-securityContext; references to ConfigMaps, Secrets and ports that exist; the workers' settings are real
-VTO_* settings and their drain fits the grace period; KEDA never scales the workers beyond the frames topic's
-partitions; PodMonitors give the job labels the alert rules select; the Kafka cluster mirrors the embedded
-broker where the workers depend on it, and its topics' replication fits its nodes.
+Then the project's own rules (`semantic_errors`), over Deployments and StatefulSets alike: containers with
+requests, limits, probes and a locked-down securityContext; references to ConfigMaps, Secrets, ports and Services
+that exist; the `vto` pods' settings are real VTO_* settings, they listen on 0.0.0.0 on their named http port,
+log in to Kafka as a KafkaUser of the build with that user's Secret and are admitted by the listener's network
+policy peers; the workers' drain fits their grace period; KEDA never scales the workers beyond the frames topic's
+partitions; the gateway is a StatefulSet whose pods take their instance number from the pod-index label, with
+never more replicas than the replies topic has partitions; PodMonitors give the job labels the alert rules
+select; the Kafka cluster mirrors the embedded broker where the workers depend on it, and its topics'
+replication fits its nodes.
 
 Prints one line per resource and a summary per overlay; exits 1 on any error.
 """
@@ -51,8 +55,15 @@ UNVALIDATED: dict[str, str] = {}
 # Secrets the manifests use but do not contain: made in the cluster, by an operator or by a person.
 OPERATOR_SECRETS = {"vto-session-secret": "the session-token key, created by the operator (k8s/README.md)"}
 WORKER_COMMAND = ["vto", "worker"]
-# The scrape jobs the alert rules and the Triton ScaledObject select: {job: the Deployment whose pods it scrapes}.
-JOBS = {"vto-worker": "vto-worker", "triton": "triton"}
+GATEWAY_COMMAND = ["vto", "gateway"]
+# The setting of each `vto` command's HTTP port (probes, /metrics), which the container must name `http`.
+HTTP_PORT_SETTINGS = {"worker": "worker_web_port", "gateway": "gateway_port"}
+# The label the StatefulSet controller gives each pod with its ordinal (Kubernetes 1.28 or later).
+POD_INDEX_FIELD = "metadata.labels['apps.kubernetes.io/pod-index']"
+WORKLOADS = ("Deployment", "StatefulSet")
+# The scrape jobs the alert rules, the Triton ScaledObject and the dashboards select:
+# {job: the Deployment or StatefulSet whose pods it scrapes}.
+JOBS = {"vto-worker": "vto-worker", "triton": "triton", "vto-gateway": "vto-gateway"}
 # Strimzi refuses these in Kafka's spec.kafka.config (it sets them itself), except the listed exceptions
 # (Strimzi documentation, "Kafka cluster configuration": forbidden options and exceptions).
 STRIMZI_FORBIDDEN = (
@@ -237,6 +248,10 @@ def _by_name(docs: list[Doc], kind: str) -> dict[str, Doc]:
     return {_name(d): d for d in _of(docs, kind)}
 
 
+def _workloads(docs: list[Doc]) -> list[Doc]:
+    return [d for d in docs if d.get("kind") in WORKLOADS]
+
+
 def _containers(pod: Doc) -> Iterator[tuple[Doc, bool]]:
     for c in pod.get("containers") or []:
         yield c, True
@@ -280,6 +295,12 @@ def _container_rules(pod: Doc, container: Doc, main: bool) -> list[str]:
         errors.append(f"container {name}: runAsNonRoot is not true")
     if (_pod_or_container(pod, container, "seccompProfile") or {}).get("type") != "RuntimeDefault":
         errors.append(f"container {name}: seccompProfile is not RuntimeDefault")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    pre_stop = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    if pre_stop and not pre_stop.get("seconds", 0) < grace:
+        errors.append(
+            f"container {name}: preStop sleeps {pre_stop.get('seconds')} s, not less than the grace ({grace} s)"
+        )
     volumes = {v.get("name") for v in pod.get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         if mount.get("name") not in volumes:
@@ -326,9 +347,9 @@ def _reference_rules(pod: Doc, docs: list[Doc]) -> list[str]:
     return errors
 
 
-def _worker_env(deployment: Doc, docs: list[Doc]) -> dict[str, str]:
-    """The worker container's VTO_* environment: its ConfigMaps' keys, then its own env values."""
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+def _vto_env(workload: Doc, docs: list[Doc]) -> dict[str, str]:
+    """The first container's environment: its ConfigMaps' keys, then its own env values."""
+    container = workload["spec"]["template"]["spec"]["containers"][0]
     config_maps = {_name(d): d.get("data") or {} for d in _of(docs, "ConfigMap")}
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
@@ -338,40 +359,174 @@ def _worker_env(deployment: Doc, docs: list[Doc]) -> dict[str, str]:
     return env
 
 
-def worker_deployment(docs: list[Doc]) -> Doc | None:
-    for d in _of(docs, "Deployment"):
-        if d["spec"]["template"]["spec"]["containers"][0].get("command") == WORKER_COMMAND:
+def _env_source(workload: Doc, variable: str) -> Doc:
+    """The valueFrom of the first container's `variable` ({} when it has none)."""
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    return next((e.get("valueFrom") or {} for e in container.get("env") or [] if e["name"] == variable), {})
+
+
+def _running(docs: list[Doc], command: list[str], kinds: tuple[str, ...] = WORKLOADS) -> Doc | None:
+    for d in _workloads(docs):
+        if d["kind"] in kinds and d["spec"]["template"]["spec"]["containers"][0].get("command") == command:
             return d
     return None
 
 
-def _worker_rules(deployment: Doc, docs: list[Doc]) -> list[str]:
+def worker_deployment(docs: list[Doc]) -> Doc | None:
+    return _running(docs, WORKER_COMMAND, ("Deployment",))
+
+
+def gateway_workload(docs: list[Doc]) -> Doc | None:
+    """The workload running `vto gateway`, of whatever kind (a Deployment is reported by `_gateway_rules`)."""
+    return _running(docs, GATEWAY_COMMAND)
+
+
+def _setting(env: dict[str, str], field_name: str) -> str:
+    return str(env.get(f"VTO_{field_name.upper()}", Settings.model_fields[field_name].default))
+
+
+def _vto_rules(workload: Doc, docs: list[Doc]) -> list[str]:
+    """Rules for every pod running a `vto` command (the workers, the gateway)."""
     errors = []
-    env = _worker_env(deployment, docs)
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    command = container.get("command") or []
+    env = _vto_env(workload, docs)
     fields = {f"VTO_{name.upper()}" for name in Settings.model_fields}
     errors += [
         f"{k} is not a setting of streams/settings.py" for k in sorted(env) if k.startswith("VTO_") and k not in fields
     ]
-    defaults = Settings.model_fields
-    drain = float(env.get("VTO_DRAIN_TIMEOUT_S", defaults["drain_timeout_s"].default))
+    port_setting = HTTP_PORT_SETTINGS.get(command[1] if len(command) > 1 else "")
+    if port_setting is not None:
+        port = int(_setting(env, port_setting))
+        if {"name": "http", "containerPort": port} not in [
+            {k: p.get(k) for k in ("name", "containerPort")} for p in container.get("ports") or []
+        ]:
+            errors.append(f"no container port named http on VTO_{port_setting.upper()} {port}")
+        if env.get("VTO_BIND_ADDRESS") != "0.0.0.0":
+            errors.append("VTO_BIND_ADDRESS is not 0.0.0.0: the probes and Prometheus could not reach the pod")
+    if "VTO_KAFKA_BOOTSTRAP" in env:
+        errors += _kafka_client_rules(workload, env, docs)
+    return errors
+
+
+def _kafka_client_rules(workload: Doc, env: dict[str, str], docs: list[Doc]) -> list[str]:
+    """A Kafka client logs in as a KafkaUser of the build, with the password Strimzi wrote for that user, and
+    Kafka's listener admits its pods (Strimzi's NetworkPolicy, from the listener's networkPolicyPeers)."""
+    errors = []
+    user = _setting(env, "kafka_user")
+    if user not in _by_name(docs, "KafkaUser"):
+        errors.append(f"VTO_KAFKA_USER {user!r} is not a KafkaUser of the build")
+    secret = (_env_source(workload, "VTO_KAFKA_PASSWORD").get("secretKeyRef") or {}).get("name")
+    if secret is not None and secret != user:
+        errors.append(f"VTO_KAFKA_PASSWORD comes from the Secret {secret!r}, not {user!r}'s (VTO_KAFKA_USER)")
+    host, _, port = env["VTO_KAFKA_BOOTSTRAP"].split(",")[0].rpartition(":")
+    cluster = host.split(".")[0].removesuffix("-kafka-bootstrap")
+    kafka = _by_name(docs, "Kafka").get(cluster)
+    if kafka is None:
+        return [*errors, f"VTO_KAFKA_BOOTSTRAP {host}: not the bootstrap Service of a Kafka of the build"]
+    listeners = [li for li in kafka["spec"]["kafka"].get("listeners") or [] if str(li.get("port")) == port]
+    if not listeners:
+        return [*errors, f"VTO_KAFKA_BOOTSTRAP port {port}: no listener of Kafka {cluster!r}"]
+    labels = workload["spec"]["template"]["metadata"].get("labels") or {}
+    here = workload["metadata"].get("namespace")
+
+    def admits(peer: Doc) -> bool:
+        namespaces = peer.get("namespaceSelector")
+        if namespaces is None:
+            in_namespace = here == kafka["metadata"].get("namespace")
+        else:
+            in_namespace = _matches(namespaces, {"kubernetes.io/metadata.name": str(here)})
+        selects = "podSelector" in peer or "namespaceSelector" in peer  # (an ipBlock peer admits no pods)
+        return selects and in_namespace and _matches(peer.get("podSelector") or {}, labels)
+
+    peers = listeners[0].get("networkPolicyPeers")
+    if peers is not None and not any(admits(peer) for peer in peers):
+        errors.append(f"Kafka {cluster!r}: the listener on {port} has no networkPolicyPeers entry for these pods")
+    return errors
+
+
+def _worker_rules(deployment: Doc, docs: list[Doc]) -> list[str]:
+    errors = []
+    env = _vto_env(deployment, docs)
+    drain = float(_setting(env, "drain_timeout_s"))
     grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
     if not grace > drain:
         errors.append(f"terminationGracePeriodSeconds {grace} is not longer than VTO_DRAIN_TIMEOUT_S {drain:g}")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    port = int(env.get("VTO_WORKER_WEB_PORT", defaults["worker_web_port"].default))
-    if {"name": "http", "containerPort": port} not in [
-        {k: p.get(k) for k in ("name", "containerPort")} for p in container.get("ports") or []
-    ]:
-        errors.append(f"no container port named http on VTO_WORKER_WEB_PORT {port}")
-    if env.get("VTO_BIND_ADDRESS") != "0.0.0.0":
-        errors.append("VTO_BIND_ADDRESS is not 0.0.0.0: the probes and Prometheus could not reach the worker")
+    return errors
+
+
+def _gateway_rules(gateway: Doc, docs: list[Doc]) -> list[tuple[str, str, str]]:
+    """Gateway instance N reads partition N of the replies topic, where the workers send its sessions' frames."""
+    kind, name = gateway["kind"], _name(gateway)
+    errors: list[tuple[str, str, str]] = []
+    if kind != "StatefulSet":
+        errors.append((kind, name, "the gateway is not a StatefulSet: its pods need stable instance numbers"))
+    source = _env_source(gateway, "VTO_GATEWAY_INSTANCE")
+    if (source.get("fieldRef") or {}).get("fieldPath") != POD_INDEX_FIELD:
+        errors.append((kind, name, f"VTO_GATEWAY_INSTANCE does not come from the pod-index label ({POD_INDEX_FIELD})"))
+    replies = _setting(_vto_env(gateway, docs), "replies_topic")
+    topic = _by_name(docs, "KafkaTopic").get(replies)
+    if topic is None:
+        return [*errors, (kind, name, f"the replies topic {replies!r} is not a KafkaTopic of the build")]
+    partitions = topic["spec"]["partitions"]
+    replicas = gateway["spec"].get("replicas", 1)
+    if replicas > partitions:
+        errors.append(
+            (kind, name, f"replicas {replicas} > the {partitions} partitions of {replies}: pods without a partition")
+        )
+    worker = worker_deployment(docs)
+    if worker is not None:
+        # The workers refuse frames naming a reply partition >= their VTO_GATEWAY_REPLY_PARTITIONS (and would
+        # fail writing to one the topic lacks): the setting must be the topic's partition count.
+        setting = int(_setting(_vto_env(worker, docs), "gateway_reply_partitions"))
+        if setting != partitions:
+            errors.append(
+                (
+                    "Deployment",
+                    _name(worker),
+                    f"VTO_GATEWAY_REPLY_PARTITIONS {setting} != the {partitions} partitions of {replies}",
+                )
+            )
+    return errors
+
+
+def _statefulset_rules(statefulset: Doc, docs: list[Doc]) -> list[str]:
+    service = _by_name(docs, "Service").get(statefulset["spec"].get("serviceName", ""))
+    if service is None:
+        return [f"serviceName {statefulset['spec'].get('serviceName')!r} is not a Service of the build"]
+    errors = []
+    if service["spec"].get("clusterIP") != "None":
+        errors.append(f"serviceName {_name(service)!r} is not a headless Service (clusterIP: None)")
+    if not _matches({"matchLabels": service["spec"].get("selector") or {}}, _template_labels(statefulset)):
+        errors.append(f"serviceName {_name(service)!r} does not select its pods")
+    return errors
+
+
+def _template_labels(workload: Doc) -> dict[str, str]:
+    return dict(workload["spec"]["template"]["metadata"].get("labels") or {})
+
+
+def _service_rules(service: Doc, docs: list[Doc]) -> list[str]:
+    """A Service of the build selects the pods of a Deployment or StatefulSet, on ports they have."""
+    selector = service["spec"].get("selector")
+    if not selector:
+        return []
+    selected = [w for w in _workloads(docs) if _matches({"matchLabels": selector}, _template_labels(w))]
+    if not selected:
+        return [f"its selector {selector} selects no pods of the build"]
+    errors = []
+    for port in service["spec"].get("ports") or []:
+        target = port.get("targetPort", port.get("port"))
+        for workload in selected:
+            ports = [p for c in workload["spec"]["template"]["spec"]["containers"] for p in c.get("ports") or []]
+            if not any(target in (p.get("name"), p.get("containerPort")) for p in ports):
+                errors.append(f"port {port.get('name')}: targetPort {target!r} is not a port of {_name(workload)}")
     return errors
 
 
 def _settings_value(docs: list[Doc], field_name: str) -> str:
     deployment = worker_deployment(docs)
-    env = _worker_env(deployment, docs) if deployment else {}
-    return str(env.get(f"VTO_{field_name.upper()}", Settings.model_fields[field_name].default))
+    return _setting(_vto_env(deployment, docs) if deployment else {}, field_name)
 
 
 def _scaledobject_rules(scaled: Doc, docs: list[Doc]) -> list[str]:
@@ -419,7 +574,7 @@ def _matches(selector: Doc, labels: dict[str, str]) -> bool:
 
 def _monitoring_rules(docs: list[Doc]) -> list[tuple[str, str, str]]:
     errors = []
-    deployments = _by_name(docs, "Deployment")
+    workloads = {_name(w): w for w in _workloads(docs)}
     jobs: dict[str, str] = {}
     for monitor in _of(docs, "PodMonitor"):
         for endpoint in monitor["spec"].get("podMetricsEndpoints") or []:
@@ -435,14 +590,17 @@ def _monitoring_rules(docs: list[Doc]) -> list[tuple[str, str, str]]:
                 errors.append(("PodMonitor", _name(monitor), "no relabeling sets the job label"))
                 continue
             jobs[job] = _name(monitor)
-            deployment = deployments.get(JOBS.get(job, ""))
-            if deployment is None:
+            workload = workloads.get(JOBS.get(job, ""))
+            if job not in JOBS:
                 errors.append(("PodMonitor", _name(monitor), f"job {job!r}: expected one of {sorted(JOBS)}"))
                 continue
-            template = deployment["spec"]["template"]
+            if workload is None:
+                errors.append(("PodMonitor", _name(monitor), f"job {job!r}: no {JOBS[job]} workload in the build"))
+                continue
+            template = workload["spec"]["template"]
             if not _matches(monitor["spec"]["selector"], template["metadata"].get("labels") or {}):
                 errors.append(
-                    ("PodMonitor", _name(monitor), f"its selector does not select the pods of {_name(deployment)}")
+                    ("PodMonitor", _name(monitor), f"its selector does not select the pods of {_name(workload)}")
                 )
             ports = {p.get("name") for c in template["spec"]["containers"] for p in c.get("ports") or []}
             if endpoint.get("port") not in ports:
@@ -450,11 +608,11 @@ def _monitoring_rules(docs: list[Doc]) -> list[tuple[str, str, str]]:
                     (
                         "PodMonitor",
                         _name(monitor),
-                        f"port {endpoint.get('port')!r} is not a port of {_name(deployment)}",
+                        f"port {endpoint.get('port')!r} is not a port of {_name(workload)}",
                     )
                 )
     for job in sorted(set(JOBS) - set(jobs)):
-        errors.append(("PodMonitor", "-", f"no PodMonitor gives job={job!r}, which the alert rules select"))
+        errors.append(("PodMonitor", "-", f"no PodMonitor gives job={job!r}, which the rules or dashboards select"))
     for rule in _of(docs, "PrometheusRule"):
         text = yaml.safe_dump(rule["spec"])
         for job in sorted(set(re.findall(r'job="([^"]+)"', text)) - set(jobs)):
@@ -540,11 +698,18 @@ def semantic_errors(docs: list[Doc]) -> list[tuple[str, str, str]]:
         pattern = DNS_LABEL if kind == "Service" else DNS_SUBDOMAIN
         if not pattern.match(name) or len(name) > 253:
             errors.append((kind, name, "the name is not a valid Kubernetes name"))
-    for deployment in _of(docs, "Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+    for workload in _workloads(docs):
+        kind, name = workload["kind"], _name(workload)
+        pod = workload["spec"]["template"]["spec"]
         for container, main in _containers(pod):
-            errors += [("Deployment", _name(deployment), e) for e in _container_rules(pod, container, main)]
-        errors += [("Deployment", _name(deployment), e) for e in _reference_rules(pod, docs)]
+            errors += [(kind, name, e) for e in _container_rules(pod, container, main)]
+        errors += [(kind, name, e) for e in _reference_rules(pod, docs)]
+        if (pod["containers"][0].get("command") or [""])[0] == "vto":
+            errors += [(kind, name, e) for e in _vto_rules(workload, docs)]
+        if kind == "StatefulSet":
+            errors += [(kind, name, e) for e in _statefulset_rules(workload, docs)]
+    for service in _of(docs, "Service"):
+        errors += [("Service", _name(service), e) for e in _service_rules(service, docs)]
     worker = worker_deployment(docs)
     if worker is None:
         errors.append(("Deployment", "-", f"no Deployment runs {' '.join(WORKER_COMMAND)}"))
@@ -552,6 +717,11 @@ def semantic_errors(docs: list[Doc]) -> list[tuple[str, str, str]]:
         errors += [("Deployment", _name(worker), e) for e in _worker_rules(worker, docs)]
         if not any(d["spec"]["scaleTargetRef"]["name"] == _name(worker) for d in _of(docs, "ScaledObject")):
             errors.append(("ScaledObject", "-", "no ScaledObject scales the workers"))
+    gateway = gateway_workload(docs)
+    if gateway is None:
+        errors.append(("StatefulSet", "-", f"no StatefulSet runs {' '.join(GATEWAY_COMMAND)}"))
+    else:
+        errors += _gateway_rules(gateway, docs)
     for scaled in _of(docs, "ScaledObject"):
         errors += [("ScaledObject", _name(scaled), e) for e in _scaledobject_rules(scaled, docs)]
     errors += _monitoring_rules(docs)

@@ -81,6 +81,21 @@ def test_workers_never_outnumber_the_frames_partitions(overlay: str, built: dict
     assert scaled["spec"]["maxReplicaCount"] <= frames["spec"]["partitions"]
 
 
+@pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
+def test_each_gateway_pod_has_a_replies_partition(overlay: str, built: dict[str, list[Doc]]) -> None:
+    docs = built[overlay]
+    replies = find(docs, "KafkaTopic", "vto.gateway-replies.v1")
+    gateway = find(docs, "StatefulSet", "vto-gateway")
+    assert gateway["spec"]["podManagementPolicy"] == "Parallel"
+    assert 1 <= gateway["spec"]["replicas"] <= replies["spec"]["partitions"]
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    [instance] = [e for e in container["env"] if e["name"] == "VTO_GATEWAY_INSTANCE"]
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert find(docs, "Service", "vto-gateway")["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+
+
 def test_production_replicates_and_dev_does_not(built: dict[str, list[Doc]]) -> None:
     for overlay, replicas, isr, workers in (("dev", 1, None, 1), ("production", 3, "2", 2)):
         docs = built[overlay]
@@ -89,6 +104,8 @@ def test_production_replicates_and_dev_does_not(built: dict[str, list[Doc]]) -> 
             assert topic["spec"]["replicas"] == replicas
             assert topic["spec"]["config"].get("min.insync.replicas") == isr
         assert find(docs, "ScaledObject", "vto-worker")["spec"]["minReplicaCount"] == workers
+    assert find(built["dev"], "StatefulSet", "vto-gateway")["spec"]["replicas"] == 2
+    assert find(built["production"], "StatefulSet", "vto-gateway")["spec"]["replicas"] == 4
     gpu = find(built["production"], "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
     cpu = find(built["dev"], "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -254,6 +271,58 @@ def test_strict_schema_keeps_preserved_and_int_or_string_fields() -> None:
             lambda docs: docs.remove(find(docs, "NetworkPolicy", "default-deny-ingress")),
             "no default-deny ingress policy",
         ),
+        (
+            lambda docs: find(docs, "StatefulSet", "vto-gateway")["spec"].update(replicas=9),
+            "replicas 9 > the 8 partitions of vto.gateway-replies.v1",
+        ),
+        (
+            lambda docs: find(docs, "KafkaTopic", "vto.gateway-replies.v1")["spec"].update(partitions=2),
+            "replicas 4 > the 2 partitions of vto.gateway-replies.v1",
+        ),
+        (
+            lambda docs: next(
+                e
+                for e in find(docs, "StatefulSet", "vto-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]
+                if e["name"] == "VTO_GATEWAY_INSTANCE"
+            ).update(value="0", valueFrom=None),
+            "VTO_GATEWAY_INSTANCE does not come from the pod-index label",
+        ),
+        (
+            lambda docs: find(docs, "StatefulSet", "vto-gateway").update(kind="Deployment"),
+            "the gateway is not a StatefulSet",
+        ),
+        (
+            lambda docs: next(
+                e
+                for e in find(docs, "StatefulSet", "vto-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]
+                if e["name"] == "VTO_KAFKA_PASSWORD"
+            )["valueFrom"]["secretKeyRef"].update(name="vto-worker"),
+            "VTO_KAFKA_PASSWORD comes from the Secret 'vto-worker', not 'vto-client''s",
+        ),
+        (
+            lambda docs: find(docs, "Kafka", "vto")["spec"]["kafka"]["listeners"][0]["networkPolicyPeers"].pop(1),
+            "the listener on 9093 has no networkPolicyPeers entry for these pods",
+        ),
+        (
+            lambda docs: find(docs, "Service", "vto-gateway")["spec"]["ports"][0].update(targetPort="web"),
+            "targetPort 'web' is not a port of vto-gateway",
+        ),
+        (
+            lambda docs: find(docs, "Service", "vto-gateway-headless")["spec"].pop("clusterIP"),
+            "is not a headless Service",
+        ),
+        (
+            lambda docs: find(docs, "PodMonitor", "vto-gateway")["spec"]["podMetricsEndpoints"][0].update(
+                relabelings=[]
+            ),
+            "no PodMonitor gives job='vto-gateway'",
+        ),
+        (
+            lambda docs: next(
+                d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("vto-gateway-config")
+            )["data"].update(VTO_BIND_ADDRESS="127.0.0.1"),
+            "VTO_BIND_ADDRESS is not 0.0.0.0",
+        ),
     ],
     ids=[
         "keda-beyond-partitions",
@@ -271,6 +340,16 @@ def test_strict_schema_keeps_preserved_and_int_or_string_fields() -> None:
         "acl-operation",
         "replicas-beyond-brokers",
         "no-default-deny",
+        "gateway-beyond-replies-partitions",
+        "replies-topic-shrunk",
+        "gateway-instance-not-pod-index",
+        "gateway-deployment",
+        "gateway-wrong-kafka-secret",
+        "kafka-does-not-admit-gateway",
+        "service-unknown-target-port",
+        "governing-service-not-headless",
+        "gateway-podmonitor-without-job",
+        "gateway-bind-address",
     ],
 )
 def test_rejects_a_broken_production_overlay(
