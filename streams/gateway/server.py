@@ -13,10 +13,11 @@ import asyncio
 import json
 import logging
 import logging.config
+import statistics
 import struct
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ STATIC = Path(__file__).with_name("static")
 PAGE_FPS = 15  # what the page is asked to send (the worker's per-session limit is VTO_MAX_SESSION_FPS)
 CAPTURE_HEADER = struct.Struct(">d")  # the page's capture time, ms
 RENDERED_HEADER = struct.Struct(">dI")  # the page's capture time of the frame, ms; its sequence
+STATS_INTERVAL_S = 2.0
 MAX_PAGE_SESSIONS = 20_000  # sessions remembered across reconnects (a few hundred bytes each)
 UNAUTHORIZED = 4401  # WebSocket close code: the token does not open this session
 STATUS_NAMES = {
@@ -87,6 +89,8 @@ class Connection:
         self.texts: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
         self.advice = ""
         self.status = "ok"  # the last status the page was told
+        self.latencies: deque[float] = deque(maxlen=64)  # capture -> rendered frame back at the gateway, ms
+        self.sent_frames = self.dropped = 0
         self.refused_at: dict[str, float] = {}  # reason -> when the page was last told (once a second each)
 
     # -- page -> Kafka -----------------------------------------------------------------------------------
@@ -227,7 +231,9 @@ class Connection:
         if not frame.image:
             return
         page_ms = self.state.page_ms.get(frame.sequence, 0.0)
+        self.latencies.append(time.time() * 1000.0 - frame.capture_time_unix_us / 1000.0)
         if self.pending is not None:
+            self.dropped += 1
             self.gateway.metrics.dropped_to_page.inc()
         self.pending = RENDERED_HEADER.pack(page_ms, frame.sequence) + frame.image
         self.wake.set()
@@ -258,6 +264,23 @@ class Connection:
                 await self.ws.send_bytes(data)
                 self.gateway.metrics.send_seconds.observe(time.perf_counter() - started)
                 self.gateway.metrics.frames_out.inc()
+                self.sent_frames += 1
+
+    async def stats_loop(self) -> None:
+        """Every STATS_INTERVAL_S: what the gateway counted for this page, and the latency it sees from the
+        frame's capture (on the gateway's clock) to its rendered frame back at the gateway."""
+        while not self.ws.closed:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            latency = round(statistics.median(self.latencies), 1) if self.latencies else None
+            self.text(
+                {
+                    "type": "stats",
+                    "frames_in": self.state.next_sequence,
+                    "frames_out": self.sent_frames,
+                    "dropped_to_page": self.dropped,
+                    "server_latency_ms": latency,
+                }
+            )
 
 
 class Gateway:
@@ -364,6 +387,7 @@ class Gateway:
         self.sessions[session_id] = connection
         self.metrics.connections.inc()
         sender = asyncio.ensure_future(connection.send_loop())
+        stats = asyncio.ensure_future(connection.stats_loop())
         connection.text({"type": "hello", "session_id": session_id, "max_fps": PAGE_FPS})
         try:
             async for msg in ws:
@@ -380,6 +404,7 @@ class Gateway:
                 del self.sessions[session_id]
             connection.wake.set()
             sender.cancel()
+            stats.cancel()
         return ws
 
     def app(self) -> web.Application:

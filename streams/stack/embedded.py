@@ -71,7 +71,8 @@ class Worker:
 def observed(settings: Settings) -> None:
     """Tell a running embedded Prometheus which workers there are now."""
     if prometheus.service(settings).pid() is not None:
-        prometheus.write_targets(settings, [w.port for w in running_workers(settings)])
+        workers = [w.port for w in running_workers(settings)]
+        prometheus.write_targets(settings, workers, [g.port for g in running_gateways(settings)])
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,12 @@ class Gateway:
             },
         )
         wait_until(self.service, self.ready, timeout, f"gateway on :{self.port}")
+        observed(self.settings)
 
     def stop(self) -> bool:
-        return self.service.stop()
+        stopped = self.service.stop()
+        observed(self.settings)
+        return stopped
 
 
 def running_gateways(settings: Settings) -> list[Gateway]:

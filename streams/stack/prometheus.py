@@ -46,13 +46,14 @@ def url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.prometheus_port}"
 
 
-def write_targets(settings: Settings, worker_ports: list[int]) -> None:
-    """The workers to scrape (file-based discovery: Prometheus picks a change up within seconds)."""
-    targets = [{"targets": [f"127.0.0.1:{port}" for port in worker_ports], "labels": {}}]
-    path = settings.run_dir / "prometheus-workers.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(targets))
-    tmp.replace(path)  # never a half-written file for Prometheus to read
+def write_targets(settings: Settings, worker_ports: list[int], gateway_ports: list[int] | None = None) -> None:
+    """The workers and gateways to scrape (file-based discovery: Prometheus picks a change up within seconds)."""
+    for name, ports in (("workers", worker_ports), ("gateways", gateway_ports or [])):
+        targets = [{"targets": [f"127.0.0.1:{port}" for port in ports], "labels": {}}]
+        path = settings.run_dir / f"prometheus-{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(targets))
+        tmp.replace(path)  # never a half-written file for Prometheus to read
 
 
 def write_config(settings: Settings) -> Path:
@@ -68,6 +69,10 @@ def write_config(settings: Settings) -> Path:
                 "file_sd_configs": [{"files": [str(settings.run_dir / "prometheus-workers.json")]}],
             },
             {"job_name": "triton", "static_configs": [{"targets": [f"127.0.0.1:{settings.triton_metrics_port}"]}]},
+            {
+                "job_name": "vto-gateway",
+                "file_sd_configs": [{"files": [str(settings.run_dir / "prometheus-gateways.json")]}],
+            },
         ],
     }
     path = settings.run_dir / "prometheus.yml"

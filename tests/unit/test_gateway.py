@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streams.gateway import server
 from streams.gateway.server import STATIC, Connection, Gateway, Refused
 from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice
 from streams.proto.vto.v1.frame_pb2 import Frame
@@ -148,3 +149,18 @@ def test_the_page_references_only_files_the_gateway_serves_and_its_script_parses
         pytest.skip("node is not installed")
     result = subprocess.run([node, "--check", str(STATIC / "app.js")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+async def test_the_page_gets_the_gateways_counts_and_latency_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "STATS_INTERVAL_S", 0.01)
+    conn, _, ws = connection()
+    conn.frame(struct.pack(">d", time.time() * 1000) + JPEG)
+    captured = int(time.time() * 1e6) - 80_000  # rendered 80 ms after capture
+    conn.rendered(RenderedFrame(sequence=0, image=b"x", capture_time_unix_us=captured).SerializeToString())
+    tasks = [asyncio.ensure_future(conn.send_loop()), asyncio.ensure_future(conn.stats_loop())]
+    await asyncio.sleep(0.05)
+    for task in tasks:
+        task.cancel()
+    stats = [json.loads(m) for m in ws.sent if isinstance(m, str) and '"stats"' in m]
+    assert stats and stats[-1]["frames_in"] == 1 and stats[-1]["frames_out"] == 1
+    assert 80 <= stats[-1]["server_latency_ms"] < 200
