@@ -46,9 +46,9 @@ def mint(key: bytes, session_id: str, ttl_s: float, consent: bool = True, now: f
     return f"{payload}.{_sign(key, payload)}"
 
 
-def verify(key: bytes, token: str, session_id: str, now: float | None = None, require_consent: bool = True) -> None:
+def verify(key: bytes, token: str, session_id: str, now: float | None = None, require_consent: bool = True) -> int:
     """Raise BadInput unless `token` is ours, unexpired, for `session_id`, with the shopper's consent (unless not
-    required: ending or erasing a session)."""
+    required: ending or erasing a session); return its expiry (unix seconds)."""
     if not token:
         raise BadInput("missing_token", "the record carries no session_token")
     parts = token.split(".")
@@ -68,3 +68,4 @@ def verify(key: bytes, token: str, session_id: str, now: float | None = None, re
         raise BadInput("foreign_token", "the token was issued for another session")
     if require_consent and consent != "1":
         raise BadInput("no_consent", "the shopper has not consented to the camera being processed")
+    return expiry

@@ -9,11 +9,12 @@ only its partition (assigned, no consumer group), never the other sessions' fram
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from streams import kafka_client
 from streams.settings import Settings
@@ -29,7 +30,16 @@ class Relay:
         self.producer = Producer(
             kafka_client.confluent(
                 settings,
-                **{"linger.ms": 2, "enable.idempotence": True, "message.max.bytes": limit, "log_level": 3},
+                **{
+                    "linger.ms": 2,
+                    "enable.idempotence": True,
+                    "message.max.bytes": limit,
+                    "log_level": 3,
+                    # Bounded: 64 MB of frames waiting for the broker at most, and a frame that could not be sent
+                    # within 10 s is dropped (it would be stale anyway), not held for librdkafka's 5 minutes.
+                    "queue.buffering.max.kbytes": 65536,
+                    "message.timeout.ms": 10_000,
+                },
             ),
             logger=logging.getLogger("librdkafka"),
         )
@@ -47,7 +57,10 @@ class Relay:
             logger=logging.getLogger("librdkafka"),
         )
         self.partition = settings.gateway_instance
-        self.consumer.assign([TopicPartition(settings.replies_topic, self.partition, OFFSET_END)])
+        # From the partition's end as it is now, resolved before the gateway says it is ready: a frame rendered
+        # after that is read, even one written before the consumer's first fetch (OFFSET_END would skip it).
+        _, end = self.consumer.get_watermark_offsets(TopicPartition(settings.replies_topic, self.partition), timeout=30)
+        self.consumer.assign([TopicPartition(settings.replies_topic, self.partition, end)])
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._consume, name="replies", daemon=True)
 
@@ -55,18 +68,28 @@ class Relay:
         self.thread.start()
 
     def _consume(self) -> None:
-        """Rendered frames of this instance's partition to the event loop; the producer's callbacks served too."""
-        while not self.stopping.is_set():
-            self.producer.poll(0)
-            msg = self.consumer.poll(0.05)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("replies consumer: %s", error)
-                continue
-            session = (msg.key() or b"").decode(errors="replace")
+        """Rendered frames of this instance's partition to the event loop; the producer's callbacks served too.
+        An unexpected error is logged and the loop goes on; the thread ends only when asked to (or the event loop
+        is gone), and `/healthz` reports a dead thread."""
+        while not self.stopping.is_set() and not self.loop.is_closed():
+            try:
+                self._poll_once()
+            except Exception:
+                log.exception("replies relay: an error polling Kafka; going on")
+                self.stopping.wait(0.5)
+
+    def _poll_once(self) -> None:
+        self.producer.poll(0)
+        msg = self.consumer.poll(0.05)
+        if msg is None:
+            return
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("replies consumer: %s", error)
+            return
+        session = (msg.key() or b"").decode(errors="replace")
+        with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
             self.loop.call_soon_threadsafe(self.deliver, session, msg.value() or b"")
 
     def publish(
@@ -79,7 +102,8 @@ class Relay:
         self.stopping.set()
         self.thread.join(5)
         self.producer.flush(10)
-        self.consumer.close()
+        if not self.thread.is_alive():  # never close the consumer under a thread still polling it
+            self.consumer.close()
 
 
 def _delivered(err: KafkaError | None, msg: object) -> None:

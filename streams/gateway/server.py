@@ -10,6 +10,7 @@ session id. Bad input is refused with a message to the page and counted; it neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import logging.config
@@ -18,6 +19,7 @@ import struct
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +45,17 @@ from streams.tryon.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
-PAGE_FPS = 15  # what the page is asked to send (the worker's per-session limit is VTO_MAX_SESSION_FPS)
+PAGE_FPS = 15  # what the page is asked to send
+MAX_FPS = 2 * PAGE_FPS  # frames a second a page may send (bursts allowed up to a second's worth)
+MAX_CONTROLS_PER_S = 5.0  # control messages a second a page may send
+MAX_TEXT_BYTES = 4096  # a control message is a small JSON object
+MAX_CONNECTIONS = 2000  # WebSockets per gateway instance; beyond, pages are told to try again (503)
+SESSIONS_PER_IP_PER_MINUTE = 30  # sessions one address may open a minute (POST /api/sessions), beyond: 429
 CAPTURE_HEADER = struct.Struct(">d")  # the page's capture time, ms
 RENDERED_HEADER = struct.Struct(">dI")  # the page's capture time of the frame, ms; its sequence
 STATS_INTERVAL_S = 2.0
-MAX_PAGE_SESSIONS = 20_000  # sessions remembered across reconnects (a few hundred bytes each)
+MAX_PAGE_SESSIONS = 20_000  # sessions remembered across reconnects (~5 KB each: 64 capture times)
+PAGE_TIMES = 64  # the page's capture times kept per session (a few seconds of frames in flight)
 UNAUTHORIZED = 4401  # WebSocket close code: the token does not open this session
 STATUS_NAMES = {
     RenderedFrame.STATUS_DEGRADED: "degraded",
@@ -83,7 +91,8 @@ class Connection:
     def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session_id: str, token: str) -> None:
         self.gateway, self.ws, self.session_id, self.token = gateway, ws, session_id, token
         self.state = gateway.page_session(session_id)
-        self.tokens, self.tokens_at = float(gateway.settings.max_session_fps), time.monotonic()
+        self.tokens, self.tokens_at = float(MAX_FPS), time.monotonic()
+        self.controls, self.controls_at = MAX_CONTROLS_PER_S, time.monotonic()
         self.pending: bytes | None = None  # the newest rendered frame not yet sent
         self.wake = asyncio.Event()
         self.texts: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
@@ -111,11 +120,13 @@ class Connection:
             width, height = image_size(jpeg)
         except BadImage as exc:
             raise Refused("not_jpeg", f"not a whole JPEG: {exc}") from exc
+        if not state.started:
+            raise Refused("not_started", 'send {"action": "start"} first')
         now = time.monotonic()
-        self.tokens = min(settings.max_session_fps, self.tokens + (now - self.tokens_at) * settings.max_session_fps)
+        self.tokens = min(MAX_FPS, self.tokens + (now - self.tokens_at) * MAX_FPS)
         self.tokens_at = now
         if self.tokens < 1.0:
-            raise Refused("too_many_frames", f"at most {settings.max_session_fps:g} frames a second")
+            raise Refused("too_many_frames", f"at most {MAX_FPS} frames a second")
         self.tokens -= 1.0
         now_ms = time.time() * 1000.0
         if page_ms != page_ms or abs(now_ms - page_ms) > 86_400_000:  # NaN, or a clock a day off: not a time
@@ -147,12 +158,20 @@ class Connection:
         except BufferError as exc:
             raise Refused("busy", "the gateway is busy: frames are skipped for a moment") from exc
         state.page_ms[sequence] = page_ms
-        while len(state.page_ms) > 256:
+        while len(state.page_ms) > PAGE_TIMES:
             state.page_ms.popitem(last=False)
         self.gateway.metrics.frames_in.inc()
         self.gateway.metrics.gateway_seconds.observe(time.perf_counter() - started)
 
     def control(self, text: str) -> None:
+        if len(text) > MAX_TEXT_BYTES:
+            raise Refused("malformed_json", f"control messages are at most {MAX_TEXT_BYTES} bytes")
+        now = time.monotonic()
+        self.controls = min(MAX_CONTROLS_PER_S, self.controls + (now - self.controls_at) * MAX_CONTROLS_PER_S)
+        self.controls_at = now
+        if self.controls < 1.0:
+            raise Refused("too_many_messages", f"at most {MAX_CONTROLS_PER_S:g} control messages a second")
+        self.controls -= 1.0
         try:
             body = json.loads(text)
         except ValueError as exc:
@@ -172,12 +191,11 @@ class Connection:
             raise Refused("unknown_item", f"item {item_id!r} is not in the catalogue")
         if action == SessionControl.ACTION_SELECT_ITEM and not item_id:
             raise Refused("unknown_item", "select_item needs an item_id")
-        if action == SessionControl.ACTION_START and self.state.started:
+        restart = action == SessionControl.ACTION_START and self.state.started
+        if restart:
             # A page starts again after reconnecting, or with a new height or fit: the session goes on (a START
             # would restart its tracking); its item and fit profile change.
             action = SessionControl.ACTION_SET_FIT_PROFILE
-            if item_id:
-                self._publish_control(SessionControl.ACTION_SELECT_ITEM, item_id)
         message = SessionControl(
             session_id=self.session_id,
             action=action,
@@ -191,6 +209,8 @@ class Connection:
                 message.fit = FitPreference.Value(f"FIT_PREFERENCE_{str(body.get('fit') or 'regular').upper()}")
             except (TypeError, ValueError) as exc:
                 raise Refused("malformed_json", f"height_cm is a number, fit regular, loose or tight: {exc}") from exc
+        if restart and item_id:
+            self._publish_control(SessionControl.ACTION_SELECT_ITEM, item_id)
         if item_id:
             self.state.item_id = item_id
         self.state.started = action != SessionControl.ACTION_END
@@ -218,7 +238,7 @@ class Connection:
     # -- Kafka -> page -----------------------------------------------------------------------------------
     def rendered(self, value: bytes) -> None:
         frame = RenderedFrame.FromString(value)
-        status = STATUS_NAMES.get(frame.status, "ok")
+        status = STATUS_NAMES.get(frame.status, "ok" if frame.status == RenderedFrame.STATUS_OK else "degraded")
         if status != "ok" or self.status != "ok":  # every notice, and the first frame after them: back to ok
             self.status = status
             self.text({"type": "status", "status": status, "detail": frame.status_detail})
@@ -253,6 +273,12 @@ class Connection:
 
     async def send_loop(self) -> None:
         """Texts in order, then the newest rendered frame; one write at a time."""
+        try:
+            await self._send_all()
+        except (ConnectionError, RuntimeError) as exc:  # the page went away mid-write: the handler ends it
+            log.info("page of %s gone while sending: %s", self.session_id, exc, extra={"session_id": self.session_id})
+
+    async def _send_all(self) -> None:
         while not self.ws.closed:
             await self.wake.wait()
             self.wake.clear()
@@ -292,6 +318,8 @@ class Gateway:
         self.thumbnails: dict[str, bytes] = {}
         self.sessions: dict[str, Connection] = {}
         self.page_sessions: OrderedDict[str, PageSession] = OrderedDict()  # the most recently used, bounded
+        self.opened: OrderedDict[str, list[float]] = OrderedDict()  # address -> when it opened sessions lately
+        self.tasks: set[asyncio.Task[None]] = set()
         self.relay: Relay  # started with the app (it needs the running loop)
 
     def page_session(self, session_id: str) -> PageSession:
@@ -316,7 +344,8 @@ class Gateway:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def catalogue_index(self, request: web.Request) -> web.Response:
-        self.catalogue.reload_if_changed()
+        if self.catalogue.reload_if_changed():
+            self.thumbnails.clear()  # an item's picture may have changed
         items = [
             {
                 "id": item.id,
@@ -343,6 +372,12 @@ class Gateway:
         return web.Response(body=self.thumbnails[item_id], content_type="image/png")
 
     async def new_session(self, request: web.Request) -> web.Response:
+        if not self._may_open_session(request.remote or ""):
+            self.metrics.refused.labels("too_many_sessions").inc()
+            return web.json_response(
+                {"error": "too_many_sessions", "message": "too many new sessions from this address: try later"},
+                status=429,
+            )
         try:
             body = await request.json()
         except ValueError:
@@ -362,29 +397,57 @@ class Gateway:
             {"session_id": session_id, "token": token, "expires_unix": int(time.time()) + ttl}, status=201
         )
 
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self.tasks.discard)
+
+    def _may_open_session(self, address: str) -> bool:
+        """At most SESSIONS_PER_IP_PER_MINUTE new sessions a minute per address (a bounded table of addresses)."""
+        now = time.monotonic()
+        opened = [t for t in self.opened.pop(address, []) if now - t < 60.0]
+        allowed = len(opened) < SESSIONS_PER_IP_PER_MINUTE
+        self.opened[address] = [*opened, now] if allowed else opened
+        while len(self.opened) > 10_000:
+            self.opened.popitem(last=False)
+        return allowed
+
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "instance": self.settings.gateway_instance})
+        alive = hasattr(self, "relay") and self.relay.thread.is_alive()
+        body = {"status": "ok" if alive else "relay stopped", "instance": self.settings.gateway_instance}
+        return web.json_response(body, status=200 if alive else 503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # -- WebSocket -------------------------------------------------------------------------------------------
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_image_bytes + 4096, heartbeat=20)
+        # No compression: rendered frames are JPEGs (deflating them costs CPU and saves nothing).
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_image_bytes + 4096, heartbeat=20, compress=False)
         await ws.prepare(request)
         session_id, token = request.query.get("session", ""), request.query.get("token", "")
+        if len(self.sessions) >= MAX_CONNECTIONS:
+            self.metrics.refused.labels("busy").inc()
+            await ws.send_str(json.dumps({"type": "error", "error": "busy", "message": "try again in a moment"}))
+            await ws.close(code=1013, message=b"try again later")
+            return ws
         try:
-            tokens.verify(self.key, token, session_id)
+            expires = tokens.verify(self.key, token, session_id)
         except BadInput as exc:
             self.metrics.refused.labels("bad_token").inc()
             await ws.send_str(json.dumps({"type": "error", "error": "bad_token", "message": str(exc)}))
             await ws.close(code=UNAUTHORIZED, message=b"bad token")
             return ws
         previous = self.sessions.get(session_id)
-        if previous is not None:  # the same session reconnected: the newest socket holds it
-            await previous.ws.close(code=4409, message=b"session opened elsewhere")
         connection = Connection(self, ws, session_id, token)
-        self.sessions[session_id] = connection
+        self.sessions[session_id] = connection  # the newest socket holds the session
+        if previous is not None:  # closed in the background: a dead socket's close can take long
+            self._background(_close(previous.ws, 4409, b"session opened elsewhere"))
+        # The token's expiry ends the socket (4401: the page opens a new session), not a silent stream of frames
+        # the workers would refuse.
+        expiry = asyncio.get_running_loop().call_later(
+            max(expires - time.time(), 0.0), lambda: self._background(_close(ws, UNAUTHORIZED, b"token expired"))
+        )
         self.metrics.connections.inc()
         sender = asyncio.ensure_future(connection.send_loop())
         stats = asyncio.ensure_future(connection.stats_loop())
@@ -403,12 +466,14 @@ class Gateway:
             if self.sessions.get(session_id) is connection:
                 del self.sessions[session_id]
             connection.wake.set()
+            expiry.cancel()
             sender.cancel()
             stats.cancel()
+            await asyncio.gather(sender, stats, return_exceptions=True)
         return ws
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_image_bytes + 65536)
+        app = web.Application(client_max_size=MAX_TEXT_BYTES)  # HTTP bodies are small JSON; frames go by WebSocket
         app.router.add_get("/", self.page)
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/catalogue", self.catalogue_index)
@@ -426,9 +491,16 @@ class Gateway:
         self.relay.start()
 
     async def _stop(self, app: web.Application) -> None:
-        for connection in list(self.sessions.values()):
-            await connection.ws.close(code=1001, message=b"gateway going away")
-        await asyncio.get_running_loop().run_in_executor(None, self.relay.close)
+        closing = [_close(c.ws, 1001, b"gateway going away") for c in list(self.sessions.values())]
+        await asyncio.gather(*closing, return_exceptions=True)
+        if hasattr(self, "relay"):
+            await asyncio.get_running_loop().run_in_executor(None, self.relay.close)
+
+
+async def _close(ws: web.WebSocketResponse, code: int, message: bytes) -> None:
+    """Close a socket within 2 s (aiohttp waits for unsent data, which a dead peer never takes)."""
+    with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+        await asyncio.wait_for(ws.close(code=code, message=message), 2.0)
 
 
 def main() -> None:
@@ -436,4 +508,5 @@ def main() -> None:
     settings = get_settings()
     logging.config.dictConfig(logging_config(settings.log_format, settings.log_level, "gateway"))
     gateway = Gateway(settings)
-    web.run_app(gateway.app(), host=settings.bind_address, port=settings.gateway_port, print=None)
+    # No access log: the WebSocket's query string carries the session token.
+    web.run_app(gateway.app(), host=settings.bind_address, port=settings.gateway_port, print=None, access_log=None)

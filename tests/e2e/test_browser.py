@@ -47,10 +47,15 @@ def test_a_shopper_sees_the_item_on_their_camera_feed_in_chromium(stack: Setting
         selected = page.locator(f'#catalogue button.item[data-item-id="{ITEM}"]')
         assert selected.get_attribute("aria-pressed") == "true"
         # Pixels: the frame the page shows against the very camera frame it sent for it.
-        shown = page.evaluate(
-            "async () => { const s = vto.lastShown; "
-            "return {rendered: vto.renderedDataURL(), captured: await vto.capturedFrameDataURL(s.seq)} }"
-        )
+        for _ in range(50):  # a frame shown whose camera frame the page still holds (it keeps the last 90)
+            shown = page.evaluate(
+                "async () => { const s = vto.lastShown; "
+                "return {rendered: vto.renderedDataURL(), captured: await vto.capturedFrameDataURL(s.seq)} }"
+            )
+            if shown["captured"]:
+                break
+            page.wait_for_timeout(100)
+        assert shown["captured"], "the page no longer holds the camera frame of the frame it shows"
         page.screenshot(path=str(ARTEFACTS / "tryon-desktop.png"))
         rendered, captured = data_url_image(shown["rendered"]), data_url_image(shown["captured"])
         assert rendered.shape == captured.shape, (rendered.shape, captured.shape)
@@ -58,8 +63,11 @@ def test_a_shopper_sees_the_item_on_their_camera_feed_in_chromium(stack: Setting
         assert changed.mean() > 0.02, f"only {changed.mean():.3f} of the pixels changed: no item on the frame"
 
         # Choosing another item from the catalogue switches the try-on.
+        shown_before = page.evaluate("vto.framesShown")
         page.locator('#catalogue button.item[data-item-id="sunglasses-blue-wayfarer"]').click()
         page.wait_for_function("vto.selectedItem === 'sunglasses-blue-wayfarer'", timeout=10_000)
+        page.wait_for_function(f"vto.framesShown >= {shown_before + 10}", timeout=60_000)  # still live after it
+        assert page.evaluate("vto.state") == "live" and page.inner_text("#message").strip() == ""
         assert errors == [], errors
 
         phone = chromium.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
@@ -77,5 +85,6 @@ def test_without_consent_the_page_asks_and_sends_nothing(stack: Settings, camera
         page.wait_for_selector("#consent-panel", state="visible", timeout=20_000)
         page.wait_for_timeout(1500)
         assert page.evaluate("vto.framesSent") == 0 and page.evaluate("vto.sessionId") in (None, "")
+        assert page.evaluate("document.querySelector('#camera').srcObject") is None  # the camera is not even open
         page.click("#consent-yes")
         page.wait_for_function("vto.framesShown >= 1", timeout=120_000)

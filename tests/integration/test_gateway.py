@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streams.gateway import server
 from streams.session_store import read_to_end
 from streams.settings import Settings
 from streams.stack import embedded
@@ -98,13 +99,15 @@ async def stream(
 def test_two_gateways_each_get_only_their_own_sessions_rendered_frames(
     gateways: list[embedded.Gateway], photo: bytes, stack: Settings
 ) -> None:
-    async def both() -> list[tuple[str, list[tuple[float, int, bytes]], list[dict[str, object]], list[float]]]:
+    holders = [gateways[0], gateways[1], gateways[0]]  # two sessions on the first instance, one on the second
+
+    async def all_sessions() -> list[tuple[str, list[tuple[float, int, bytes]], list[dict[str, object]], list[float]]]:
         async with aiohttp.ClientSession() as http:
-            return list(await asyncio.gather(*(stream(http, g, photo, 12, 4.0) for g in gateways)))
+            return list(await asyncio.gather(*(stream(http, g, photo, 12, 4.0) for g in holders)))
 
     unrouted_before = [metric(g, "vto_gateway_replies_unrouted_total") for g in gateways]
-    results = asyncio.run(both())
-    for (session, got, texts, sent_ms), gateway in zip(results, gateways, strict=True):
+    results = asyncio.run(all_sessions())
+    for (session, got, texts, sent_ms), gateway in zip(results, holders, strict=True):
         assert texts[0]["type"] == "hello" and texts[0]["session_id"] == session
         assert [seq for _, seq, _ in got] == list(range(12)), f"gateway {gateway.index}: {len(got)} frames back"
         # Each rendered frame carries the page's own capture time of that frame, and shows the item (not the photo).
@@ -121,7 +124,7 @@ def test_two_gateways_each_get_only_their_own_sessions_rendered_frames(
         key = (msg.key() or b"").decode()
         if key in sessions:
             by_partition.setdefault(int(msg.partition() or 0), set()).add(key)
-    assert by_partition == {0: {sessions[0]}, 1: {sessions[1]}}
+    assert by_partition == {0: {sessions[0], sessions[2]}, 1: {sessions[1]}}
     assert [metric(g, "vto_gateway_replies_unrouted_total") for g in gateways] == unrouted_before
     assert all(metric(g, "vto_gateway_frames_out_total") >= 12 for g in gateways)
 
@@ -131,7 +134,7 @@ def test_bad_client_input_is_refused_with_a_message_counted_and_the_gateway_keep
 ) -> None:
     gateway = gateways[0]
 
-    async def scenario() -> tuple[list[str], int, None, dict[str, object]]:
+    async def scenario() -> tuple[list[str], int, bool, dict[str, object]]:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{gateway.url}api/sessions", json={"consent": False}) as resp:
                 assert resp.status == 403 and (await resp.json())["error"] == "consent_required"
@@ -147,8 +150,10 @@ def test_bad_client_input_is_refused_with_a_message_counted_and_the_gateway_keep
                     closes.append(ws.close_code)
             assert closes == [4401, 4401]
             errors: list[str] = []
-            rendered = 0
+            rendered, good_back = 0, False
             async with http.ws_connect(f"{gateway.url}ws?session={session}&token={token}") as ws:
+                await ws.send_bytes(frame_message(photo, time.time() * 1000))  # before start: not_started
+                await ws.send_str(json.dumps({"action": "start", "item_id": ITEM}))
                 await ws.send_str("{not json")
                 await ws.send_str(json.dumps({"action": "dance"}))
                 await ws.send_str(json.dumps({"action": "select_item", "item_id": "no-such-item"}))
@@ -156,9 +161,8 @@ def test_bad_client_input_is_refused_with_a_message_counted_and_the_gateway_keep
                 await ws.send_bytes(frame_message(b"GIF89a not a jpeg", time.time() * 1000))
                 await ws.send_bytes(frame_message(photo[:-100], time.time() * 1000))  # cut short
                 await ws.send_bytes(frame_message(b"\xff\xd8" + b"\0" * (stack.max_image_bytes + 10), 0.0))
-                for _ in range(int(stack.max_session_fps) + 20):  # a flood: more than a second's worth at once
+                for _ in range(server.MAX_FPS + 20):  # a flood: more than a second's worth at once
                     await ws.send_bytes(frame_message(photo, time.time() * 1000))
-                await ws.send_str(json.dumps({"action": "start", "item_id": ITEM}))
                 await asyncio.sleep(2.0)  # the flood is over: a good frame renders again
                 await ws.send_bytes(frame_message(photo, time.time() * 1000))
                 deadline = time.monotonic() + 30
@@ -170,23 +174,26 @@ def test_bad_client_input_is_refused_with_a_message_counted_and_the_gateway_keep
                             errors.append(str(body["error"]))
                     elif msg.type == aiohttp.WSMsgType.BINARY:
                         rendered += 1
-                        if struct.unpack_from(">dI", msg.data)[1] == int(stack.max_session_fps) + 24:
-                            break  # the good frame after the flood came back
+                        if struct.unpack_from(">dI", msg.data)[1] == server.MAX_FPS + 25:
+                            good_back = True  # the good frame after the flood came back: the socket still works
+                            break
                     else:
                         break
             async with http.get(f"{gateway.url}healthz") as resp:
                 health = await resp.json()
-            return errors, rendered, None, health
+            return errors, rendered, good_back, health
 
     refused_before = {
         r: metric(gateway, "vto_gateway_refused_total", f'{{reason="{r}"}}')
         for r in ("malformed_json", "unknown_action", "unknown_item", "bad_frame", "not_jpeg", "frame_too_large")
     }
-    errors, rendered, _, health = asyncio.run(scenario())
-    assert health["status"] == "ok"
-    expected = {"malformed_json", "unknown_action", "unknown_item", "bad_frame", "not_jpeg", "frame_too_large"}
+    bad_tokens_before = metric(gateway, "vto_gateway_refused_total", '{reason="bad_token"}')
+    errors, rendered, good_back, health = asyncio.run(scenario())
+    assert health["status"] == "ok" and good_back
+    expected = {"not_started", "malformed_json", "unknown_action", "unknown_item", "bad_frame", "not_jpeg"}
+    expected |= {"frame_too_large"}
     assert expected | {"too_many_frames"} <= set(errors), errors
     assert rendered >= 1  # frames within the rate rendered, and the one after the flood
     for reason, before in refused_before.items():
         assert metric(gateway, "vto_gateway_refused_total", f'{{reason="{reason}"}}') >= before + 1, reason
-    assert metric(gateway, "vto_gateway_refused_total", '{reason="bad_token"}') >= 2
+    assert metric(gateway, "vto_gateway_refused_total", '{reason="bad_token"}') == bad_tokens_before + 2

@@ -56,7 +56,9 @@ def connection() -> tuple[Connection, FakeRelay, FakeSocket]:
     gateway = Gateway(Settings(max_session_fps=5), CollectorRegistry())
     relay, ws = FakeRelay(), FakeSocket()
     gateway.relay = relay  # type: ignore[assignment]
-    return Connection(gateway, ws, "web-1", "token"), relay, ws  # type: ignore[arg-type]
+    conn = Connection(gateway, ws, "web-1", "token")  # type: ignore[arg-type]
+    conn.state.started = True  # as after the page's {"action": "start"}
+    return conn, relay, ws
 
 
 def test_a_page_frame_becomes_a_frame_record_routed_to_this_gateways_partition() -> None:
@@ -89,15 +91,31 @@ def test_bad_frames_are_refused_with_a_reason(data: bytes, reason: str) -> None:
     assert refused.value.reason == reason and relay.records == []
 
 
-def test_more_frames_than_the_rate_allows_are_refused() -> None:
+def test_more_frames_or_messages_than_the_rates_allow_are_refused() -> None:
     conn, relay, _ = connection()
     reasons = []
-    for _ in range(8):
+    for _ in range(server.MAX_FPS + 3):
         try:
             conn.frame(struct.pack(">d", time.time() * 1000) + JPEG)
         except Refused as refused:
             reasons.append(refused.reason)
-    assert len(relay.records) == 5 and reasons == ["too_many_frames"] * 3
+    assert len(relay.records) == server.MAX_FPS and reasons == ["too_many_frames"] * 3
+    for _ in range(int(server.MAX_CONTROLS_PER_S) + 2):
+        try:
+            conn.control(json.dumps({"action": "select_item", "item_id": "tee-breton-stripes"}))
+        except Refused as refused:
+            reasons.append(refused.reason)
+    assert reasons[3:] == ["too_many_messages"] * 2
+
+
+def test_frames_before_start_and_oversized_control_messages_are_refused() -> None:
+    conn, relay, _ = connection()
+    conn.state.started = False
+    with pytest.raises(Refused, match="start"):
+        conn.frame(struct.pack(">d", time.time() * 1000) + JPEG)
+    with pytest.raises(Refused) as refused:
+        conn.control(json.dumps({"action": "start", "item_id": "x" * server.MAX_TEXT_BYTES}))
+    assert refused.value.reason == "malformed_json" and relay.records == []
 
 
 async def test_a_slow_page_gets_the_newest_rendered_frame_and_status_and_advice_as_json() -> None:
@@ -129,6 +147,7 @@ def test_a_second_start_of_the_same_session_changes_its_item_instead_of_restarti
     from streams.proto.vto.v1.session_control_pb2 import SessionControl
 
     conn, relay, _ = connection()
+    conn.state.started = False  # a new session
     conn.control(json.dumps({"action": "start", "item_id": "tee-breton-stripes"}))
     conn.control(json.dumps({"action": "start", "item_id": "sunglasses-purple", "height_cm": 170}))
     actions = [SessionControl.FromString(v).action for _, _, v in relay.records]

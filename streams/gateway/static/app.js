@@ -35,7 +35,7 @@
 
   const MAX_WIDTH = 640;
   const JPEG_QUALITY = 0.8;
-  const KEEP_CAPTURED = 30;
+  const KEEP_CAPTURED = 90; // ~6 s of frames at 15 fps: the one a late rendered frame was made from is still here
   const BUSY_HOLD_MS = 5000; // a busy status shows this long unless a newer status says "ok"
   const BUSY_STATUSES = new Set(['over_capacity', 'rate_limited', 'degraded', 'refused']);
 
