@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streams import tokens
 from streams.gateway import server
 from streams.session_store import read_to_end
 from streams.settings import Settings
@@ -197,3 +198,21 @@ def test_bad_client_input_is_refused_with_a_message_counted_and_the_gateway_keep
     for reason, before in refused_before.items():
         assert metric(gateway, "vto_gateway_refused_total", f'{{reason="{reason}"}}') >= before + 1, reason
     assert metric(gateway, "vto_gateway_refused_total", '{reason="bad_token"}') == bad_tokens_before + 2
+
+
+def test_a_token_that_expires_during_the_session_closes_the_socket(gateways: list[embedded.Gateway]) -> None:
+    """Not a socket whose frames the workers silently refuse: the page is told (4401) and opens a new session."""
+    gateway = gateways[0]
+    session = f"web-expiring-{time.time_ns()}"
+    token = tokens.mint(gateway.settings.session_key(), session, ttl_s=2)
+
+    async def connect() -> tuple[int | None, float]:
+        url = f"{gateway.url}ws?session={session}&token={token}"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            opened = time.monotonic()
+            async for _ in ws:  # hello, then nothing until the close
+                pass
+            return ws.close_code, time.monotonic() - opened
+
+    code, lasted = asyncio.run(connect())
+    assert code == 4401 and 0.5 < lasted < 10
