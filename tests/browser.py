@@ -43,7 +43,8 @@ def video_to_y4m(video: Path, out: Path, width: int = 640, fps: int = 15, second
 
 
 @contextmanager
-def browser(camera: Path) -> Iterator[Browser]:
+def browser(camera: Path | None) -> Iterator[Browser]:
+    """Headless Chromium; its camera plays `camera` (Y4M), or with None it has no camera at all."""
     executable = chromium_path()
     if executable is None:
         raise FileNotFoundError("Debian's chromium is not installed (apt-get install chromium)")
@@ -60,8 +61,11 @@ def browser(camera: Path) -> Iterator[Browser]:
                 "--disable-component-update",
                 "--disable-sync",
                 "--use-fake-ui-for-media-stream",  # camera permission granted without a prompt
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
+                *(
+                    ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}"]
+                    if camera is not None
+                    else []
+                ),
             ],
         )
         try:

@@ -88,3 +88,28 @@ def test_without_consent_the_page_asks_and_sends_nothing(stack: Settings, camera
         assert page.evaluate("document.querySelector('#camera').srcObject") is None  # the camera is not even open
         page.click("#consent-yes")
         page.wait_for_function("vto.framesShown >= 1", timeout=120_000)
+
+
+def test_a_shopper_without_a_camera_tries_the_item_on_a_photo(stack: Settings, camera: Path, data_dir: Path) -> None:
+    gateway = embedded.Gateway(0, stack)
+    photo = data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg"
+    with browser(None) as chromium:  # no camera device at all
+        page = chromium.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{gateway.url}?item={ITEM}&consent=1")
+        page.wait_for_function("window.vto && vto.state === 'no-camera'", timeout=30_000)
+        assert "photo" in page.inner_text("#status").lower()  # the page offers the photo mode
+        page.set_input_files("#photo-input", str(photo))
+        page.wait_for_function("vto.state === 'photo' && vto.framesShown >= 2", timeout=120_000)
+        for _ in range(50):
+            shown = page.evaluate(
+                "async () => { const s = vto.lastShown; "
+                "return {rendered: vto.renderedDataURL(), captured: await vto.capturedFrameDataURL(s.seq)} }"
+            )
+            if shown["captured"]:
+                break
+            page.wait_for_timeout(100)
+        rendered, captured = data_url_image(shown["rendered"]), data_url_image(shown["captured"])
+        assert rendered.shape == captured.shape
+        changed = np.abs(rendered.astype(int) - captured.astype(int)).max(axis=2) > 60
+        assert changed.mean() > 0.005, "no item on the photo"  # the person is small in this photo
+        page.screenshot(path=str(ARTEFACTS / "tryon-photo.png"))
