@@ -172,18 +172,21 @@ def dashboard_queries(path: Path) -> list[tuple[str, str]]:
 
 
 def worker_metric_names() -> set[str]:
-    """Every series name the worker can expose (streams.metrics.Metrics), with the suffixes of its types."""
-    from streams.metrics import Metrics
+    """Every series name the worker and the browser gateway can expose (streams.metrics.Metrics and
+    GatewayMetrics), with the suffixes of their types."""
+    from streams.metrics import GatewayMetrics, Metrics
 
-    registry = CollectorRegistry()
+    registry, gateway_registry = CollectorRegistry(), CollectorRegistry()
     Metrics(registry)
+    GatewayMetrics(gateway_registry)
     suffixes = {
         "counter": ("_total", "_created"),
         "histogram": ("_bucket", "_sum", "_count", "_created"),
         "summary": ("", "_sum", "_count", "_created"),
         "info": ("_info",),
     }
-    return {family.name + suffix for family in registry.collect() for suffix in suffixes.get(family.type, ("",))}
+    families = [*registry.collect(), *gateway_registry.collect()]
+    return {family.name + suffix for family in families for suffix in suffixes.get(family.type, ("",))}
 
 
 def rule_names(groups: Sequence[dict[str, Any]] | None = None) -> set[str]:

@@ -88,10 +88,12 @@ def ready(settings: Settings) -> bool:
         return False
 
 
-def start(settings: Settings, worker_ports: list[int], timeout: float = 60.0) -> None:
+def start(
+    settings: Settings, worker_ports: list[int], gateway_ports: list[int] | None = None, timeout: float = 60.0
+) -> None:
     if not available():
         raise StackError("`prometheus` is not installed: `apt-get install prometheus` (Debian's package)")
-    write_targets(settings, worker_ports)
+    write_targets(settings, worker_ports, gateway_ports)
     config = write_config(settings)
     svc = service(settings)
     svc.start(

@@ -35,7 +35,8 @@ def observed(stack: Settings) -> Iterator[Settings]:
             pytest.fail("`prometheus` is not installed (.ci/run installs Debian's package)")
         pytest.skip("`prometheus` is not installed (apt-get install prometheus)")
     shutil.rmtree(stack.run_dir / "prometheus-data", ignore_errors=True)  # no samples of an earlier run's processes
-    prometheus.start(stack, [w.port for w in embedded.running_workers(stack)])
+    workers, gateways = embedded.running_workers(stack), embedded.running_gateways(stack)
+    prometheus.start(stack, [w.port for w in workers], [g.port for g in gateways])
     try:
         yield stack
     finally:
@@ -70,6 +71,7 @@ def test_prometheus_sees_latency_outcomes_lag_sessions_and_triton_while_a_sessio
     settings = observed
     eventually(settings, 'sum(up{job="vto-worker"})', lambda v: v >= 1)
     eventually(settings, 'up{job="triton"}', lambda v: v == 1)
+    eventually(settings, 'sum(up{job="vto-gateway"})', lambda v: v >= 1)  # the browser gateway, scraped too
     frames_before = value(settings, "sum(vto_frames_total)")
     frames_before = 0.0 if frames_before != frames_before else frames_before  # NaN: no frame yet on this worker
     shopper = Shopper(settings, data_dir / "keypoints" / "tfjs_pose_yoga" / "pose.jpg", "prometheus", FPS)
@@ -134,6 +136,7 @@ MAY_BE_EMPTY = {
     "vto_inference_errors_total",
     "vto_inference_retries_total",
     "vto_state_restore_failures_total",
+    "vto_gateway_refused_total",
     "nv_gpu_utilization",
     "nv_gpu_memory_used_bytes",
     "nv_gpu_memory_total_bytes",
