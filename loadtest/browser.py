@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -35,7 +36,7 @@ from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import EncodedFrame, send
 from streams.settings import Settings, get_settings
 from streams.stack import embedded
-from tests.browser import browser, video_to_y4m
+from tests.browser import browser, video_frames, video_to_y4m
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = "people/videos/mediapipe_selfie_upper_body.mp4"
@@ -50,19 +51,12 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def clip(video: Path, seconds: float) -> list[EncodedFrame]:
-    """The video as the page would send it: 640 px wide JPEGs at quality 80."""
-    capture = cv2.VideoCapture(str(video))
-    frames: list[EncodedFrame] = []
-    while len(frames) < FPS * seconds:
-        ok, image = capture.read()
-        if not ok:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            continue
-        height = round(image.shape[0] * 640 / image.shape[1] / 2) * 2
-        image = cv2.resize(image, (640, height), interpolation=cv2.INTER_AREA)
+    """The video as the page would send it: 640 px wide JPEGs at quality 80, looped to `seconds`."""
+    encoded = []
+    for image in video_frames(video, 640, math.ceil(FPS * seconds), loop=True):
         data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-        frames.append((data, IMAGE_FORMAT_JPEG, 640, height))
-    return frames
+        encoded.append((data, IMAGE_FORMAT_JPEG, image.shape[1], image.shape[0]))
+    return encoded
 
 
 def send_path(settings: Settings, frames: list[EncodedFrame]) -> dict[str, object]:

@@ -4,6 +4,7 @@ benchmark drive the try-on page with (Playwright drives the system browser: no b
 from __future__ import annotations
 
 import base64
+import math
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -20,19 +21,29 @@ def chromium_path() -> str | None:
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
-def video_to_y4m(video: Path, out: Path, width: int = 640, fps: int = 15, seconds: float = 20.0) -> Path:
-    """The video as a Y4M file (4:2:0), the format Chromium's fake camera plays (looping), `width` wide."""
+def video_frames(video: Path, width: int, count: int, loop: bool = False) -> list[np.ndarray]:
+    """Up to `count` frames of the video, `width` wide (an even height, as 4:2:0 needs); from the start again at its
+    end when `loop`."""
     capture = cv2.VideoCapture(str(video))
     frames: list[np.ndarray] = []
-    while len(frames) < fps * seconds:
+    while len(frames) < count:
         ok, image = capture.read()
         if not ok:
-            break
+            if not loop or not frames:
+                break
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
         height = round(image.shape[0] * width / image.shape[1] / 2) * 2
         frames.append(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
     capture.release()
     if not frames:
         raise ValueError(f"no frames in {video}")
+    return frames
+
+
+def video_to_y4m(video: Path, out: Path, width: int = 640, fps: int = 15, seconds: float = 20.0) -> Path:
+    """The video as a Y4M file (4:2:0), the format Chromium's fake camera plays (looping), `width` wide."""
+    frames = video_frames(video, width, math.ceil(fps * seconds))
     height = frames[0].shape[0]
     with out.open("wb") as file:
         file.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
@@ -81,3 +92,25 @@ def data_url_image(url: str) -> np.ndarray:
     if image is None:
         raise ValueError("not an image")
     return image
+
+
+def shown_and_sent(page: Page) -> tuple[np.ndarray, np.ndarray]:
+    """The frame the page shows now and the very camera frame (or photo) it sent for it, as images. Waits for a
+    shown frame whose sent frame the page still holds (it keeps the last 90)."""
+    for _ in range(50):
+        shown = page.evaluate(
+            "async () => { const s = vto.lastShown; "
+            "return {rendered: vto.renderedDataURL(), captured: await vto.capturedFrameDataURL(s.seq)} }"
+        )
+        if shown["captured"]:
+            break
+        page.wait_for_timeout(100)
+    assert shown["captured"], "the page no longer holds the camera frame of the frame it shows"
+    rendered, sent = data_url_image(shown["rendered"]), data_url_image(shown["captured"])
+    assert rendered.shape == sent.shape, (rendered.shape, sent.shape)
+    return rendered, sent
+
+
+def changed_fraction(rendered: np.ndarray, sent: np.ndarray) -> float:
+    """The share of pixels the try-on changed (beyond JPEG noise): the item drawn on the frame."""
+    return float((np.abs(rendered.astype(int) - sent.astype(int)).max(axis=2) > 60).mean())

@@ -84,6 +84,21 @@ class PageSession:
     started: bool = False
 
 
+class Rate:
+    """A token bucket: `per_s` a second, bursts of up to a second's worth."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s, self.tokens, self.at = per_s, per_s, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens, self.at = min(self.per_s, self.tokens + (now - self.at) * self.per_s), now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class Connection:
     """One page's WebSocket: its session, and the newest rendered frame waiting to be sent (a slow page skips
     frames instead of queueing them)."""
@@ -91,8 +106,7 @@ class Connection:
     def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session_id: str, token: str) -> None:
         self.gateway, self.ws, self.session_id, self.token = gateway, ws, session_id, token
         self.state = gateway.page_session(session_id)
-        self.tokens, self.tokens_at = float(MAX_FPS), time.monotonic()
-        self.controls, self.controls_at = MAX_CONTROLS_PER_S, time.monotonic()
+        self.frame_rate, self.control_rate = Rate(MAX_FPS), Rate(MAX_CONTROLS_PER_S)
         self.pending: bytes | None = None  # the newest rendered frame not yet sent
         self.wake = asyncio.Event()
         self.texts: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
@@ -122,12 +136,8 @@ class Connection:
             raise Refused("not_jpeg", f"not a whole JPEG: {exc}") from exc
         if not state.started:
             raise Refused("not_started", 'send {"action": "start"} first')
-        now = time.monotonic()
-        self.tokens = min(MAX_FPS, self.tokens + (now - self.tokens_at) * MAX_FPS)
-        self.tokens_at = now
-        if self.tokens < 1.0:
+        if not self.frame_rate.take():
             raise Refused("too_many_frames", f"at most {MAX_FPS} frames a second")
-        self.tokens -= 1.0
         now_ms = time.time() * 1000.0
         if page_ms != page_ms or abs(now_ms - page_ms) > 86_400_000:  # NaN, or a clock a day off: not a time
             raise Refused("bad_frame", "the capture time is not a time")
@@ -166,12 +176,8 @@ class Connection:
     def control(self, text: str) -> None:
         if len(text) > MAX_TEXT_BYTES:
             raise Refused("malformed_json", f"control messages are at most {MAX_TEXT_BYTES} bytes")
-        now = time.monotonic()
-        self.controls = min(MAX_CONTROLS_PER_S, self.controls + (now - self.controls_at) * MAX_CONTROLS_PER_S)
-        self.controls_at = now
-        if self.controls < 1.0:
+        if not self.control_rate.take():
             raise Refused("too_many_messages", f"at most {MAX_CONTROLS_PER_S:g} control messages a second")
-        self.controls -= 1.0
         try:
             body = json.loads(text)
         except ValueError as exc:
@@ -196,13 +202,7 @@ class Connection:
             # A page starts again after reconnecting, or with a new height or fit: the session goes on (a START
             # would restart its tracking); its item and fit profile change.
             action = SessionControl.ACTION_SET_FIT_PROFILE
-        message = SessionControl(
-            session_id=self.session_id,
-            action=action,
-            item_id=item_id,
-            time_unix_us=time.time_ns() // 1000,
-            session_token=self.token,
-        )
+        message = self._control_message(action, item_id)
         if action in (SessionControl.ACTION_START, SessionControl.ACTION_SET_FIT_PROFILE):
             try:
                 message.height_cm = float(body.get("height_cm") or 0.0)
@@ -210,21 +210,19 @@ class Connection:
             except (TypeError, ValueError) as exc:
                 raise Refused("malformed_json", f"height_cm is a number, fit regular, loose or tight: {exc}") from exc
         if restart and item_id:
-            self._publish_control(SessionControl.ACTION_SELECT_ITEM, item_id)
+            self._send_control(self._control_message(SessionControl.ACTION_SELECT_ITEM, item_id))
         if item_id:
             self.state.item_id = item_id
         self.state.started = action != SessionControl.ACTION_END
         self._send_control(message)
 
-    def _publish_control(self, action: SessionControl.Action.ValueType, item_id: str) -> None:
-        self._send_control(
-            SessionControl(
-                session_id=self.session_id,
-                action=action,
-                item_id=item_id,
-                time_unix_us=time.time_ns() // 1000,
-                session_token=self.token,
-            )
+    def _control_message(self, action: SessionControl.Action.ValueType, item_id: str) -> SessionControl:
+        return SessionControl(
+            session_id=self.session_id,
+            action=action,
+            item_id=item_id,
+            time_unix_us=time.time_ns() // 1000,
+            session_token=self.token,
         )
 
     def _send_control(self, message: SessionControl) -> None:

@@ -114,21 +114,22 @@ def stop(settings: Settings) -> bool:
     return service(settings).stop()
 
 
-def query(settings: Settings, expr: str) -> list[dict[str, Any]]:
-    """An instant query through Prometheus' HTTP API: its result vector."""
-    params = urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(f"{url(settings)}/api/v1/query?{params}", timeout=10) as resp:
+def _api(settings: Settings, path: str, params: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+    """A query through Prometheus' HTTP API: its result (an error answer raises StackError)."""
+    with urllib.request.urlopen(
+        f"{url(settings)}/api/v1/{path}?{urllib.parse.urlencode(params)}", timeout=timeout
+    ) as resp:
         body = json.load(resp)
     if body.get("status") != "success":
-        raise StackError(f"Prometheus refused {expr!r}: {body}")
+        raise StackError(f"Prometheus refused {params['query']!r}: {body}")
     return list(body["data"]["result"])
+
+
+def query(settings: Settings, expr: str) -> list[dict[str, Any]]:
+    """An instant query: its result vector."""
+    return _api(settings, "query", {"query": expr}, timeout=10)
 
 
 def query_range(settings: Settings, expr: str, start: float, end: float, step_s: float) -> list[dict[str, Any]]:
-    """A range query through Prometheus' HTTP API: its result matrix (one entry per series, `values` [t, "v"])."""
-    params = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step_s})
-    with urllib.request.urlopen(f"{url(settings)}/api/v1/query_range?{params}", timeout=30) as resp:
-        body = json.load(resp)
-    if body.get("status") != "success":
-        raise StackError(f"Prometheus refused {expr!r}: {body}")
-    return list(body["data"]["result"])
+    """A range query: its result matrix (one entry per series, `values` [t, "v"])."""
+    return _api(settings, "query_range", {"query": expr, "start": start, "end": end, "step": step_s}, timeout=30)
