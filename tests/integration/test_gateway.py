@@ -89,12 +89,24 @@ async def stream(
             await ws.send_bytes(frame_message(jpeg, sent_ms[-1]))
             await asyncio.sleep(1 / fps)
         deadline = time.monotonic() + 30
-        while len(got) < frames and time.monotonic() < deadline:
+        while (not got or got[-1][1] != frames - 1) and time.monotonic() < deadline:  # until the last one came
             await asyncio.sleep(0.2)
         await ws.send_str(json.dumps({"action": "end"}))
         await asyncio.sleep(0.5)
         reader.cancel()
     return session, got, texts, sent_ms
+
+
+def settled(gateway: embedded.Gateway, name: str) -> float:
+    """The metric once it has stopped moving (earlier tests' sessions may still have frames in flight)."""
+    value, deadline = metric(gateway, name), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(2.0)
+        now = metric(gateway, name)
+        if now == value:
+            return value
+        value = now
+    return value
 
 
 def test_two_gateways_each_get_only_their_own_sessions_rendered_frames(
@@ -106,13 +118,20 @@ def test_two_gateways_each_get_only_their_own_sessions_rendered_frames(
         async with aiohttp.ClientSession() as http:
             return list(await asyncio.gather(*(stream(http, g, photo, 12, 4.0) for g in holders)))
 
-    unrouted_before = [metric(g, "vto_gateway_replies_unrouted_total") for g in gateways]
+    unrouted_before = [settled(g, "vto_gateway_replies_unrouted_total") for g in gateways]
+    skipped_before = [metric(g, "vto_gateway_frames_dropped_to_page_total") for g in gateways]
     results = asyncio.run(all_sessions())
+    missing = [0, 0]  # per gateway: frames its pages did not get
     for (session, got, texts, sent_ms), gateway in zip(results, holders, strict=True):
         assert texts[0]["type"] == "hello" and texts[0]["session_id"] == session
-        assert [seq for _, seq, _ in got] == list(range(12)), f"gateway {gateway.index}: {len(got)} frames back"
+        # In order, each once, up to the last. A frame may be skipped only when the worker rendered several of the
+        # session's frames in one batch (a backlog on this busy machine): the page gets the newest, and the skip is
+        # counted (below).
+        seqs = [seq for _, seq, _ in got]
+        assert seqs == sorted(set(seqs)) and set(seqs) <= set(range(12)) and seqs[-1] == 11, seqs
+        missing[gateway.index] += 12 - len(seqs)
         # Each rendered frame carries the page's own capture time of that frame, and shows the item (not the photo).
-        assert [page_ms for page_ms, _, _ in got] == sent_ms
+        assert [page_ms for page_ms, _, _ in got] == [sent_ms[seq] for seq in seqs]
         rendered = cv2.imdecode(np.frombuffer(got[-1][2], np.uint8), cv2.IMREAD_COLOR)
         original = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
         assert rendered.shape == original.shape
@@ -127,6 +146,10 @@ def test_two_gateways_each_get_only_their_own_sessions_rendered_frames(
             by_partition.setdefault(int(msg.partition() or 0), set()).add(key)
     assert by_partition == {0: {sessions[0], sessions[2]}, 1: {sessions[1]}}
     assert [metric(g, "vto_gateway_replies_unrouted_total") for g in gateways] == unrouted_before
+    skipped = [
+        metric(g, "vto_gateway_frames_dropped_to_page_total") - b for g, b in zip(gateways, skipped_before, strict=True)
+    ]
+    assert skipped == missing  # every frame a page did not get was one it skipped, counted: none lost
     assert all(metric(g, "vto_gateway_frames_out_total") >= 12 for g in gateways)
 
 
