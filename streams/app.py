@@ -85,25 +85,25 @@ PREFETCH_BATCHES = 4  # micro-batches a worker holds in memory ahead of the one 
 DRAIN_EXPIRED = 75  # exit status of a worker whose drain outlasted VTO_DRAIN_TIMEOUT_S
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
-    settings.session_key()  # no session-token key: ConfigError now, not a worker that refuses every frame
-    metrics = Metrics(registry or CollectorRegistry())
-    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+def transactional_app(
+    settings: Settings, app_id: str, instance: str, web_port: int, batch: int, worker_id: str, **options: Any
+) -> faust.App:
+    """A Faust app whose consumer offsets are committed only inside the publisher's transactions (the stream worker
+    and the analytics worker): raw bytes in, topics never declared, static membership when `instance` is set."""
     app = faust.App(
-        settings.worker_group,
+        app_id,
         broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
         broker_credentials=kafka_client.faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
-        web_port=settings.worker_web_port,
+        web_port=web_port,
         web_bind=settings.bind_address,
         topic_allow_declare=False,  # topics are created by `vto stack up` (or Strimzi), never by workers
         topic_disable_leader=True,
-        consumer_max_fetch_size=settings.max_message_bytes + 65536,
         # Faust buffers up to 4096 records per stream by default: with 4 MB frames, 16 GB. A few batches are
         # enough to keep Triton busy; the rest stays on the broker, where it can go stale and be counted.
-        stream_buffer_maxsize=PREFETCH_BATCHES * settings.worker_batch_size,
-        broker_max_poll_records=2 * settings.worker_batch_size,
+        stream_buffer_maxsize=PREFETCH_BATCHES * batch,
+        broker_max_poll_records=2 * batch,
         # Offsets are committed only inside the publisher's transactions (streams/publisher.py, and
         # `offsets_go_with_transactions` below): Faust never commits them itself, periodically or otherwise.
         broker_commit_interval=365 * 24 * 3600.0,
@@ -113,9 +113,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # the timeout, it gets its own partitions back without a rebalance of the group.
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
-        consumer_group_instance_id=settings.worker_instance or None,
+        consumer_group_instance_id=instance or None,
         autodiscover=False,
         logging_config=logs.logging_config(settings.log_format, settings.log_level, worker_id),
+        **options,
     )
 
     async def offsets_go_with_transactions(offsets: Any) -> bool:
@@ -125,6 +126,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         return True
 
     app.consumer._commit = offsets_go_with_transactions  # type: ignore[attr-defined]
+    return app
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    settings.session_key()  # no session-token key: ConfigError now, not a worker that refuses every frame
+    metrics = Metrics(registry or CollectorRegistry())
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    app = transactional_app(
+        settings,
+        settings.worker_group,
+        settings.worker_instance,
+        settings.worker_web_port,
+        settings.worker_batch_size,
+        worker_id,
+        consumer_max_fetch_size=settings.max_message_bytes + 65536,
+    )
 
     def topic(name: str) -> Any:
         return app.topic(name, key_type=bytes, value_type=bytes, allow_empty=True, internal=False)

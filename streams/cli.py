@@ -1,5 +1,5 @@
-"""The `vto` command: stack up/down/status, worker, gateway, send, account, pose, tryon, fit, catalogue, demo,
-config."""
+"""The `vto` command: stack up/down/status, worker, gateway, send, erase, commerce, account, pose, tryon, fit,
+catalogue, demo, analytics, config."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from streams.analytics import cli as analytics_cli
 from streams.errors import VTOError
 from streams.settings import Settings, get_settings
 
@@ -322,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     erase = sub.add_parser("erase", help="erase a session: its state and try-on events (docs/privacy.md)")
     erase.add_argument("--session", required=True)
     erase.add_argument("--token", default="", help="session token (default: minted here from the key)")
+    commerce = sub.add_parser("commerce", help="report a shopper's add-to-cart or purchase (analytics events)")
+    commerce.add_argument("action", choices=["add-to-cart", "purchase"])
+    commerce.add_argument("--session", required=True)
+    commerce.add_argument("--item", required=True, help="catalogue item id")
+    commerce.add_argument("--size", default="", help="the size chosen")
+    commerce.add_argument("--quantity", type=int, default=1)
+    commerce.add_argument("--token", default="", help="session token (default: minted here from the key)")
     token = sub.add_parser("token", help="mint a signed session token (what the shop's backend gives a client)")
     token.add_argument("--session", required=True)
     token.add_argument("--ttl-s", type=int, help="lifetime in seconds (default VTO_SESSION_TOKEN_TTL_S)")
@@ -370,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     catalogue_add.add_argument("--licence", default="LicenseRef-retailer", help="the photo's licence (SPDX id)")
     catalogue_add.add_argument("--source", help="where the photo comes from (default: its file name)")
     catalogue_add.add_argument("--replace", action="store_true", help="overwrite an existing item of that id")
+    analytics_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -412,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
 
             erase_session(settings, args.session, args.token)
             print(f"erasure of session {args.session} requested on {settings.control_topic}")
+        elif args.command == "commerce":
+            from streams.sender import commerce as report_commerce
+
+            purchase = args.action == "purchase"
+            report_commerce(settings, args.session, purchase, args.item, args.size, args.quantity, args.token)
+            print(f"{args.action} of {args.item} in session {args.session} sent to {settings.control_topic}")
         elif args.command == "token":
             from streams import tokens
 
@@ -456,6 +471,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("prometheus       not installed (`apt-get install prometheus`): no metrics were kept")
             if summary.frames_dropped:
                 print("frames dropped   " + ", ".join(f"{n} {why}" for why, n in summary.frames_dropped.items()))
+            for row in summary.analytics["items"]:  # type: ignore[attr-defined]
+                print(
+                    f"analytics        {row['item_id']}: tried in {row['sessions']} session(s), {row['renders']} "
+                    f"frames, dwell {row['dwell_s']} s, {row['carts']} cart, {row['purchases']} purchase "
+                    f"({row['purchases_after_tryon']} after try-on)"
+                )
+            for item, others in summary.analytics["also_tried"].items():  # type: ignore[attr-defined]
+                print(f"also tried       shoppers who tried {item} also tried: {', '.join(others) or 'nothing yet'}")
             if summary.frames_rendered + sum(summary.frames_dropped.values()) < summary.frames_sent:
                 print("error: a frame came back neither rendered nor counted as dropped", file=sys.stderr)
                 return 1
@@ -471,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_config_values(settings) if args.values else _config_table())
         elif args.command == "catalogue":
             return _catalogue(settings, args)
+        elif args.command == "analytics":
+            return analytics_cli.run(settings, args)
     except VTOError as exc:
         print(f"vto: {exc}", file=sys.stderr)
         return 1

@@ -21,8 +21,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streams import kafka_client
 from streams.accounting import account_when_settled
+from streams.analytics import live
+from streams.errors import VTOError
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
-from streams.sender import frames_of, send
+from streams.sender import commerce, frames_of, send
 from streams.settings import Settings
 from streams.stack import embedded, prometheus
 
@@ -46,6 +48,7 @@ class Summary:
     contact_sheet: str
     prometheus: str  # the embedded Prometheus that scraped the run ('' when it is not installed)
     page: str  # the try-on page of the stack's browser gateway
+    analytics: dict[str, object]  # what the analytics worker made of the run's session (`analytics_summary`)
 
 
 def rendered_consumer(settings: Settings) -> Consumer:
@@ -99,6 +102,28 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, tile: int = 240) -
     return np.vstack(rows)
 
 
+def analytics_summary(
+    settings: Settings, since_us: int, tried: list[str], timeout_s: float = 60.0
+) -> dict[str, object]:
+    """The run's own analytics, as the analytics worker published them: per item over the 60-s windows since the run
+    began (other runs' sessions are in earlier windows), once the purchase has arrived; and what the first item is
+    recommended with."""
+    since = since_us - since_us % 60_000_000
+    deadline = time.monotonic() + timeout_s
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        rows = live.items(settings, 60, since)
+        if any(int(r["purchases"]) for r in rows):  # type: ignore[call-overload]
+            break
+        time.sleep(1.0)
+    try:
+        also = [o["item_id"] for o in live.recommend(settings, tried[0])["also_tried"]]
+    except VTOError:
+        also = []
+    keep = ("item_id", "sessions", "renders", "dwell_s", "carts", "purchases", "purchases_after_tryon")
+    return {"items": [{k: r[k] for k in keep} for r in rows], "also_tried": {tried[0]: also}}
+
+
 def run(
     settings: Settings, video: Path, out_dir: Path, fps: float, keep_up: bool = False, items: Sequence[str] = ()
 ) -> Summary:
@@ -123,6 +148,10 @@ def run(
         expected[0] = int(outcomes["rendered"])  # type: ignore[call-overload]  # frames dropped will not come
         collector.join()
         consumer.close()
+        tried = list(items or DEFAULT_ITEMS)
+        commerce(settings, session, False, tried[0], "M")  # the shopper liked the first item: cart, then bought it
+        commerce(settings, session, True, tried[0], "M")
+        analytics = analytics_summary(settings, sent[0].capture_time_unix_us if sent else 0, tried)
     finally:
         if not keep_up:
             embedded.down(settings)
@@ -163,6 +192,7 @@ def run(
         contact_sheet=str(sheet_path),
         prometheus=prometheus.url(settings) if observed else "",
         page=embedded.Gateway(0, settings).url,
+        analytics=analytics,
     )
     (out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary

@@ -10,21 +10,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
-class Metrics:
-    """The worker's metrics. Labels carry few values (stage, outcome, reason), never a session id."""
+class PublishMetrics:
+    """What the transactional publisher (streams/publisher.py) counts, in the worker and the analytics worker:
+    records left out, transactions sent again, and the time per stage (`vto_stage_seconds{stage}`)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
-        self.frames = Counter(
-            "vto_frames_total",
-            "Frames handled, by outcome (rendered, no_pose, dead_letter, dropped).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.dead_letters = Counter(
-            "vto_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=registry
-        )
         self.publish_errors = Counter(
             "vto_publish_errors_total",
             "Records left out of their batch because the broker can never take them (too large), by topic.",
@@ -36,17 +28,33 @@ class Metrics:
             "Batch transactions aborted and sent again (broker unreachable or a record not acknowledged).",
             registry=registry,
         )
+        self.stage_seconds = Histogram(
+            "vto_stage_seconds",
+            "Time spent per stage of a frame's journey (the analytics worker: aggregate, publish).",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class Metrics(PublishMetrics):
+    """The worker's metrics. Labels carry few values (stage, outcome, reason), never a session id."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.frames = Counter(
+            "vto_frames_total",
+            "Frames handled, by outcome (rendered, no_pose, dead_letter, dropped).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "vto_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=registry
+        )
         self.dropped = Counter(
             "vto_frames_dropped_total",
             "Frames dropped without rendering, by reason (stale, superseded, session_ended, rate_limited, ...).",
             ["reason"],
-            registry=registry,
-        )
-        self.stage_seconds = Histogram(
-            "vto_stage_seconds",
-            "Time spent per stage of a frame's journey.",
-            ["stage"],
-            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.end_to_end_seconds = Histogram(
@@ -146,4 +154,37 @@ class GatewayMetrics:
             "The gateway's own time per camera frame: WebSocket message to record handed to the Kafka producer.",
             buckets=LATENCY_BUCKETS,
             registry=registry,
+        )
+
+
+class AnalyticsMetrics(PublishMetrics):
+    """The analytics worker's metrics (`vto analytics worker`): events aggregated, late, windows closed, and the
+    publisher's (same names as the worker's, told apart by the scrape job)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.events = Counter(
+            "vto_analytics_events_total", "Try-on events aggregated, by type.", ["type"], registry=registry
+        )
+        self.late_events = Counter(
+            "vto_analytics_late_events_total",
+            "Events that arrived after their window had closed, by window size (left out of it).",
+            ["window"],
+            registry=registry,
+        )
+        self.windows_closed = Counter(
+            "vto_analytics_windows_closed_total", "Windows published final, by size.", ["window"], registry=registry
+        )
+        self.cotries = Counter(
+            "vto_analytics_cotries_total", "Co-try-ons counted for recommendations.", registry=registry
+        )
+        self.open_windows = Gauge("vto_analytics_open_windows", "Item and funnel windows held open.", registry=registry)
+        self.sessions = Gauge("vto_analytics_sessions", "Sessions remembered (pseudonyms).", registry=registry)
+        self.watermark_lag = Gauge(
+            "vto_analytics_watermark_lag_seconds",
+            "Wall clock minus the oldest event-time watermark of this worker's partitions.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "vto_worker_ready", "1 while the worker has partitions and its state is read back.", registry=registry
         )

@@ -21,7 +21,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,6 +54,8 @@ KNOWN_ACTIONS = (
     SessionControl.ACTION_SELECT_ITEM,
     SessionControl.ACTION_END,
     SessionControl.ACTION_SET_FIT_PROFILE,
+    SessionControl.ACTION_ADD_TO_CART,
+    SessionControl.ACTION_PURCHASE,
     SessionControl.ACTION_ERASE,
 )
 ACTIVE_WINDOW_US = 30_000_000  # a session with a frame in the last 30 s counts against max_active_sessions
@@ -66,6 +68,9 @@ MAX_SESSIONS = 10_000
 # Sessions that left memory (ended, or evicted) keep how many events they sent, ~100 bytes each: erasure needs it,
 # and so does the numbering of their next events (keys must never repeat on the compacted topic). 200 000: ~20 MB.
 MAX_COUNTS = 200_000
+DWELL_MAX_GAP_US = 1_000_000  # frames further apart than this do not add to the dwell (the stream paused)
+MAX_SIZE_CHARS = 16  # SessionControl.size of a cart or purchase
+MAX_QUANTITY = 1000
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,10 @@ class SessionState:
     fit: int = FitPreference.FIT_PREFERENCE_UNSPECIFIED
     share_measurements: bool = False
     advised: str = ""  # the last advice sent as an event: item, size, runner-up, consent, confidence
+    dwell_item: str = ""  # the item the shopper wears now: its dwell so far, frames and last frame (ITEM_DWELL)
+    dwell_us: int = 0
+    dwell_frames: int = 0
+    dwell_last_us: int = 0  # capture time of its last frame with a pose; 0: the next frame starts a new stretch
     events_sent: int = 0  # its events are keyed <session_id>/<n>, n < events_sent: what erasure tombstones
     ended_us: int = 0  # time of the session's END (0: open)
     erased: bool = False  # erasure was asked for: nothing more of it is handled or written (in memory only)
@@ -169,6 +178,10 @@ class SessionState:
             share_measurements=self.share_measurements,
             advised=self.advised,
             events_sent=self.events_sent,
+            dwell_item=self.dwell_item,
+            dwell_us=self.dwell_us,
+            dwell_frames=self.dwell_frames,
+            dwell_last_us=self.dwell_last_us,
         )
 
     def ended_message(self, session_id: str) -> SessionStateMessage:
@@ -198,6 +211,10 @@ class SessionState:
             advised=msg.advised,
             events_sent=msg.events_sent,
             ended_us=msg.ended_unix_us,
+            dwell_item=msg.dwell_item,
+            dwell_us=msg.dwell_us,
+            dwell_frames=msg.dwell_frames,
+            dwell_last_us=msg.dwell_last_us,
         )
 
 
@@ -267,6 +284,22 @@ def validate(record: Record, settings: Settings, key: bytes) -> Frame:
     return frame
 
 
+COMMERCE = {
+    SessionControl.ACTION_ADD_TO_CART: TryOnEvent.TYPE_ADD_TO_CART,
+    SessionControl.ACTION_PURCHASE: TryOnEvent.TYPE_PURCHASE,
+}
+
+
+def check_commerce(control: SessionControl) -> None:
+    """A cart or purchase names an item, a short size and a sane quantity, else BadInput("bad_commerce")."""
+    if not control.item_id:
+        raise BadInput("bad_commerce", f"{SessionControl.Action.Name(control.action)} needs an item_id")
+    if len(control.size) > MAX_SIZE_CHARS:
+        raise BadInput("bad_commerce", f"size {control.size[:32]!r} is longer than {MAX_SIZE_CHARS} characters")
+    if control.quantity > MAX_QUANTITY:
+        raise BadInput("bad_commerce", f"quantity {control.quantity} is over {MAX_QUANTITY}")
+
+
 def check_fit_profile(control: SessionControl) -> None:
     """The shopper's fit profile on a SessionControl must be usable, else BadInput("bad_fit_profile")."""
     height = control.height_cm
@@ -329,13 +362,19 @@ class FramePipeline:
         kind: TryOnEvent.Type.ValueType,
         frame: Frame | None = None,
         advice: FitAdvice | None = None,
+        time_us: int = 0,
+        **fields: Any,
     ) -> None:
-        event = TryOnEvent(session_id=session_id, item_id=item_id, type=kind, event_time_unix_us=now_us())
+        """A try-on event of the session, keyed <session_id>/<n>. Its event time: the capture time of the frame that
+        caused it, else `time_us` (the SessionControl record's time), else now."""
+        event = TryOnEvent(session_id=session_id, item_id=item_id, type=kind, event_time_unix_us=time_us or now_us())
         if advice is not None:
             event.fit_advice.CopyFrom(advice)
         if frame is not None:
-            event.capture_time_unix_us = frame.capture_time_unix_us
+            event.capture_time_unix_us = event.event_time_unix_us = frame.capture_time_unix_us
             event.sequence = frame.sequence
+        for name, value in fields.items():
+            setattr(event, name, value)
         state = self._session(session_id)
         out.events.append((state.partition, f"{session_id}/{state.events_sent}".encode(), event.SerializeToString()))
         state.events_sent += 1
@@ -588,6 +627,7 @@ class FramePipeline:
 
         state = self._session(frame.session_id)
         state.item_id = frame.item_id or state.item_id
+        self._dwell(out, frame, state, found)
         if found and state.item_id not in state.rendered_items:
             state.rendered_items.add(state.item_id)
             self._event(out, frame.session_id, state.item_id, TryOnEvent.TYPE_TRY_ON_RENDERED, frame)
@@ -597,6 +637,36 @@ class FramePipeline:
         state.pose_found = found
         if rendered.HasField("fit_advice"):
             self._advice_event(out, frame, state, rendered.fit_advice)
+
+    def _dwell(self, out: Outputs, frame: Frame, state: SessionState, found: bool) -> None:
+        """Dwell on the item the shopper wears: capture time between consecutive frames rendered with a pose (a gap
+        over DWELL_MAX_GAP_US, or a frame without a pose, is not counted). Another item ends the last one's dwell."""
+        if state.item_id != state.dwell_item:
+            self._end_dwell(out, frame.session_id, state, frame.capture_time_unix_us)
+            state.dwell_item = state.item_id
+        if not found:
+            state.dwell_last_us = 0
+            return
+        t = frame.capture_time_unix_us
+        if state.dwell_last_us and 0 < t - state.dwell_last_us <= DWELL_MAX_GAP_US:
+            state.dwell_us += t - state.dwell_last_us
+        state.dwell_frames += 1
+        state.dwell_last_us = max(t, state.dwell_last_us)
+
+    def _end_dwell(self, out: Outputs, session_id: str, state: SessionState, time_us: int) -> None:
+        """The ITEM_DWELL event of the item the shopper stops wearing, when it had frames with a pose; its time is
+        that of what ended it (the first frame of another item, a SELECT_ITEM or the END)."""
+        if state.dwell_item and state.dwell_frames:
+            self._event(
+                out,
+                session_id,
+                state.dwell_item,
+                TryOnEvent.TYPE_ITEM_DWELL,
+                time_us=time_us,
+                dwell_us=state.dwell_us,
+                frames=state.dwell_frames,
+            )
+        state.dwell_item, state.dwell_us, state.dwell_frames, state.dwell_last_us = "", 0, 0, 0
 
     def _advice_event(self, out: Outputs, frame: Frame, state: SessionState, advice: FitAdvice) -> None:
         """A TYPE_FIT_ADVICE event when the advice changed: another item, size or runner-up, a consent given or
@@ -725,10 +795,13 @@ class FramePipeline:
             if control.action not in KNOWN_ACTIONS:
                 raise BadInput(
                     "unknown_action",
-                    f"SessionControl.action {control.action} is not START, SELECT_ITEM, END or SET_FIT_PROFILE",
+                    f"SessionControl.action {control.action} is not one of "
+                    + ", ".join(SessionControl.Action.Name(a).removeprefix("ACTION_") for a in KNOWN_ACTIONS),
                 )
             if control.action in (SessionControl.ACTION_START, SessionControl.ACTION_SET_FIT_PROFILE):
                 check_fit_profile(control)
+            if control.action in COMMERCE:
+                check_commerce(control)
             if (
                 control.item_id
                 and control.action != SessionControl.ACTION_END
@@ -756,18 +829,26 @@ class FramePipeline:
                 del self.sessions[sid]
                 self._remember_count(sid, known.events_sent)  # a restart numbers its events on
         self._session(sid).partition = record.partition
+        at = control.time_unix_us  # the event time of what this record causes (0: now)
         if control.action == SessionControl.ACTION_START:
             state = self._session(sid)
             state.item_id = control.item_id
             state.set_profile(control)
-            self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED)
+            self._event(out, sid, control.item_id, TryOnEvent.TYPE_SESSION_STARTED, time_us=at)
             self._save_state(out, sid)
         elif control.action == SessionControl.ACTION_SET_FIT_PROFILE:
             self._session(sid).set_profile(control)
             self._save_state(out, sid)
         elif control.action == SessionControl.ACTION_SELECT_ITEM:
-            self._session(sid).item_id = control.item_id
-            self._event(out, sid, control.item_id, TryOnEvent.TYPE_ITEM_SELECTED)
+            state = self._session(sid)
+            self._end_dwell(out, sid, state, at)
+            state.item_id = control.item_id
+            self._event(out, sid, control.item_id, TryOnEvent.TYPE_ITEM_SELECTED, time_us=at)
+            self._save_state(out, sid)
+        elif control.action in COMMERCE:
+            kind = COMMERCE[control.action]
+            quantity = control.quantity or 1
+            self._event(out, sid, control.item_id, kind, time_us=at, size=control.size, quantity=quantity)
             self._save_state(out, sid)
         else:  # ACTION_END
             # END travels on its own topic and may overtake the session's last queued frames: those are still
@@ -777,7 +858,8 @@ class FramePipeline:
             state = self._session(sid)
             self._free_place(state)
             state.ended_us = control.time_unix_us or now_us()
-            self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED)
+            self._end_dwell(out, sid, state, state.ended_us)
+            self._event(out, sid, state.item_id, TryOnEvent.TYPE_SESSION_ENDED, time_us=state.ended_us)
             self._save_state(out, sid)  # its tracking state and profile are gone from the topic
         return out
 

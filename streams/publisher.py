@@ -38,7 +38,7 @@ from aiokafka.errors import (
 from aiokafka.structs import TopicPartition
 
 from streams import tracing
-from streams.metrics import Metrics
+from streams.metrics import PublishMetrics
 from streams.pipeline import Outputs
 from streams.settings import Settings
 from streams.stack.kafka import record_limits
@@ -113,10 +113,12 @@ class Publisher:
         self,
         producer: Producer,
         settings: Settings,
-        metrics: Metrics,
+        metrics: PublishMetrics,
         renew: Callable[[], Awaitable[Producer]] | None = None,
+        group: str = "",
     ) -> None:
         self.producer, self.settings, self.metrics = producer, settings, metrics
+        self.group = group or settings.worker_group  # the consumer group whose offsets commit with the records
         self.renew = renew  # a new producer of the same transactional id, for one that was fenced
         self.limits = record_limits(settings)  # per topic, as the topics are declared
         self.lock = asyncio.Lock()
@@ -127,10 +129,14 @@ class Publisher:
         self.send_error: KafkaError | None = None  # once a send failed: the commit aborts and sends all again
 
     async def publish(self, out: Outputs, offsets: Mapping[tuple[str, int], int]) -> int:
-        """Send a batch's records in the open transaction and add its offsets to it; commit when the interval
+        """Send a batch's outputs in the open transaction and add its offsets to it; commit when the interval
         is up. Returns the records left out because no broker would ever take them."""
+        return await self.publish_records(records(out, self.settings), offsets)
+
+    async def publish_records(self, listed: Sequence[Out], offsets: Mapping[tuple[str, int], int]) -> int:
+        """`publish` for records listed by the caller (the analytics worker's)."""
         batch, refused = [], 0
-        for record in records(out, self.settings):
+        for record in listed:
             size = len(record.key or b"") + len(record.value or b"") + RECORD_OVERHEAD
             if size > self.limits[record.topic]:
                 self._refused(record, f"{size} bytes is over the topic's limit")
@@ -224,7 +230,7 @@ class Publisher:
                 raise ProducerFenced()
             if not failed:
                 if self.offsets:
-                    await producer.send_offsets_to_transaction(self.offsets, self.settings.worker_group)
+                    await producer.send_offsets_to_transaction(self.offsets, self.group)
                 await producer.commit_transaction()
                 return None
         except ProducerFenced as exc:

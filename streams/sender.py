@@ -154,13 +154,28 @@ def send(
     return sent
 
 
-def erase(settings: Settings, session: str, token: str = "") -> None:
-    """`vto erase`: ask for a session's erasure (SessionControl ACTION_ERASE; docs/privacy.md)."""
+def control(
+    settings: Settings, session: str, action: SessionControl.Action.ValueType, token: str = "", **fields: object
+) -> None:
+    """One SessionControl record of the session, now (`vto erase`, `vto commerce`); raises if Kafka did not take it."""
     token = token or tokens.mint(settings.session_key(), session, settings.session_token_ttl_s)
-    msg = SessionControl(
-        session_id=session, action=SessionControl.ACTION_ERASE, time_unix_us=time.time_ns() // 1000, session_token=token
-    )
+    msg = SessionControl(session_id=session, action=action, time_unix_us=time.time_ns() // 1000, session_token=token)
+    for name, value in fields.items():
+        setattr(msg, name, value)
     prod = producer(settings)
     prod.produce(settings.control_topic, key=session.encode(), value=msg.SerializeToString())
     if prod.flush(30) != 0:
-        raise VTOError("Kafka did not acknowledge the erasure request")
+        raise VTOError(f"Kafka did not acknowledge the {SessionControl.Action.Name(action)} record")
+
+
+def erase(settings: Settings, session: str, token: str = "") -> None:
+    """`vto erase`: ask for a session's erasure (SessionControl ACTION_ERASE; docs/privacy.md)."""
+    control(settings, session, SessionControl.ACTION_ERASE, token)
+
+
+def commerce(
+    settings: Settings, session: str, purchase: bool, item: str, size: str = "", quantity: int = 1, token: str = ""
+) -> None:
+    """`vto commerce`: what the shop reports of the session's shopper: an item added to the cart, or bought."""
+    action = SessionControl.ACTION_PURCHASE if purchase else SessionControl.ACTION_ADD_TO_CART
+    control(settings, session, action, token, item_id=item, size=size, quantity=quantity)

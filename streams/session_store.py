@@ -23,15 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def read_to_end(
-    settings: Settings, topic: str, partitions: list[int] | None = None, timeout_s: float = 30.0
+    settings: Settings, topic: str, partitions: list[int] | None = None, timeout_s: float = 30.0, group: str = ""
 ) -> Iterator[Message]:
     """Every record of `topic`'s `partitions` (None: all), from the start to the end they had when called.
-    Uses `assign` only: never joins a group or commits (state restore on takeover, `vto account`)."""
+    Uses `assign` only: never joins a group or commits (state restore on takeover, `vto account`); its group id
+    is `<group>.reader` (default the workers' group)."""
     consumer = Consumer(
         kafka_client.confluent(
             settings,
             **{
-                "group.id": f"{settings.worker_group}.reader",
+                "group.id": f"{group or settings.worker_group}.reader",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "isolation.level": "read_committed",

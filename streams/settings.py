@@ -156,6 +156,61 @@ class Settings(BaseSettings):
     )
     session_token_ttl_s: int = Field(3600, gt=0, description="Lifetime of tokens minted by `vto token` / `vto send`.")
 
+    # Analytics (`vto analytics worker`, docs/analytics.md)
+    analytics_group: str = Field("vto-analytics", description="Faust app id = Kafka consumer group of analytics.")
+    analytics_instance: str = Field(
+        "",
+        description="Stable name of this analytics worker: its Kafka transactional id (a restart aborts what its "
+        "predecessor left open at once). Empty: host and process id.",
+    )
+    analytics_web_port: int = Field(6067, description="Analytics worker HTTP port: /metrics, /livez, /readyz.")
+    analytics_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Key of the hash that pseudonymises session ids in everything analytics keeps (at least 16 "
+        "bytes); or VTO_ANALYTICS_SECRET_FILE.",
+    )
+    analytics_secret_file: Path | None = Field(
+        None,
+        description="File holding the pseudonym key. Unset: <run dir>/analytics-secret, which `vto stack up` writes.",
+    )
+    analytics_grace_s: float = Field(
+        120.0,
+        ge=0,
+        description="A window accepts late events until its partition's event time passes its end by this; later "
+        "ones are counted as late and left out.",
+    )
+    analytics_session_ttl_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="Analytics forgets a session this long (event time) after its last event: a purchase after that "
+        "is not 'after try-on'.",
+    )
+    analytics_top_k: int = Field(10, ge=1, le=100, description="Items per 'also tried' recommendation.")
+    analytics_half_life_days: float = Field(
+        7.0, gt=0, description="Co-try-on counts halve in weight every this many days."
+    )
+    analytics_window_days: int = Field(28, ge=1, description="Co-try-ons older than this (days) no longer count.")
+    analytics_dir: Path = Field(
+        ROOT / ".cache" / "analytics",
+        description="Parquet files of `vto analytics export`, read by `vto analytics report`.",
+    )
+    analytics_items_topic: str = Field(
+        "vto.analytics-items.v1", description="Per-item windowed aggregates (ItemAggregate), compacted."
+    )
+    analytics_funnel_topic: str = Field(
+        "vto.analytics-funnel.v1", description="Windowed try-on funnel (FunnelAggregate), compacted."
+    )
+    analytics_also_tried_topic: str = Field(
+        "vto.analytics-also-tried.v1", description="'Shoppers who tried X also tried' per item (AlsoTried), compacted."
+    )
+    analytics_cotries_topic: str = Field(
+        "vto.analytics-cotries.v1", description="Internal: co-try-ons keyed by item (CoTry), for the recommendations."
+    )
+    analytics_state_topic: str = Field(
+        "vto.analytics-state.v1",
+        description="Internal: the analytics worker's state (open windows, sessions), compacted.",
+    )
+
     # Triton
     triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint the workers call.")
     triton_http_port: int = Field(8000, description="Embedded Triton: HTTP port (health).")
@@ -191,6 +246,19 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "no session-token key of at least 16 bytes: set VTO_SESSION_SECRET or VTO_SESSION_SECRET_FILE "
                 f"(the embedded stack writes {self.run_dir / 'session-secret'} on `vto stack up`)"
+            )
+        return key
+
+    def analytics_key(self) -> bytes:
+        """The pseudonym key: VTO_ANALYTICS_SECRET, else VTO_ANALYTICS_SECRET_FILE, else <run dir>/analytics-secret."""
+        key = self.analytics_secret.get_secret_value().encode()
+        path = self.analytics_secret_file or self.run_dir / "analytics-secret"
+        if not key and path.is_file():
+            key = path.read_bytes().strip()
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                "no analytics pseudonym key of at least 16 bytes: set VTO_ANALYTICS_SECRET or "
+                f"VTO_ANALYTICS_SECRET_FILE (the embedded stack writes {self.run_dir / 'analytics-secret'})"
             )
         return key
 

@@ -20,8 +20,10 @@ that exist; the `vto` pods' settings are real VTO_* settings, they listen on 0.0
 log in to Kafka as a KafkaUser of the build with that user's Secret and are admitted by the listener's network
 policy peers; the workers' drain fits their grace period; KEDA never scales the workers beyond the frames topic's
 partitions; the gateway is a StatefulSet whose pods take their instance number from the pod-index label, with
-never more replicas than the replies topic has partitions; PodMonitors give the job labels the alert rules
-select; the Kafka cluster mirrors the embedded broker where the workers depend on it, and its topics'
+never more replicas than the replies topic has partitions; the analytics workers are a StatefulSet whose pods take
+their instance (transactional id) from the pod's name, with never more replicas than the events topic has
+partitions; PodMonitors give the job labels the alert rules select; co-partitioned topics have equal partition
+counts; the Kafka cluster mirrors the embedded broker where the workers depend on it, and its topics'
 replication fits its nodes.
 
 Prints one line per resource and a summary per overlay; exits 1 on any error.
@@ -53,17 +55,29 @@ CRDS = Path(os.environ.get("VTO_K8S_CRDS", ROOT.parent / "shared" / "k8s-crds"))
 # Kinds deployed without a schema to validate them against: {kind: why}. Empty: every kind is validated.
 UNVALIDATED: dict[str, str] = {}
 # Secrets the manifests use but do not contain: made in the cluster, by an operator or by a person.
-OPERATOR_SECRETS = {"vto-session-secret": "the session-token key, created by the operator (k8s/README.md)"}
+OPERATOR_SECRETS = {
+    "vto-session-secret": "the session-token key, created by the operator (k8s/README.md)",
+    "vto-analytics-key": "the analytics pseudonym key, created by the operator (k8s/README.md)",
+}
 WORKER_COMMAND = ["vto", "worker"]
 GATEWAY_COMMAND = ["vto", "gateway"]
+ANALYTICS_COMMAND = ["vto", "analytics", "worker"]
 # The setting of each `vto` command's HTTP port (probes, /metrics), which the container must name `http`.
-HTTP_PORT_SETTINGS = {"worker": "worker_web_port", "gateway": "gateway_port"}
+HTTP_PORT_SETTINGS = {"worker": "worker_web_port", "gateway": "gateway_port", "analytics": "analytics_web_port"}
 # The label the StatefulSet controller gives each pod with its ordinal (Kubernetes 1.28 or later).
 POD_INDEX_FIELD = "metadata.labels['apps.kubernetes.io/pod-index']"
+# The pod's name: a StatefulSet pod's is stable (<name>-<ordinal>), kept by the pod that replaces it.
+POD_NAME_FIELD = "metadata.name"
+# Topics whose partition p belongs with partition p of the others, so their partition counts must stay equal: the
+# per-session topics, and the analytics workers' state and co-tries topics (with the events topic): settings.
+CO_PARTITIONED = (
+    "frames_topic", "rendered_topic", "control_topic", "events_topic", "outcomes_topic", "state_topic",
+    "analytics_state_topic", "analytics_cotries_topic",
+)  # fmt: skip
 WORKLOADS = ("Deployment", "StatefulSet")
 # The scrape jobs the alert rules, the Triton ScaledObject and the dashboards select:
 # {job: the Deployment or StatefulSet whose pods it scrapes}.
-JOBS = {"vto-worker": "vto-worker", "triton": "triton", "vto-gateway": "vto-gateway"}
+JOBS = {"vto-worker": "vto-worker", "triton": "triton", "vto-gateway": "vto-gateway", "vto-analytics": "vto-analytics"}
 # Strimzi refuses these in Kafka's spec.kafka.config (it sets them itself), except the listed exceptions
 # (Strimzi documentation, "Kafka cluster configuration": forbidden options and exceptions).
 STRIMZI_FORBIDDEN = (
@@ -381,12 +395,18 @@ def gateway_workload(docs: list[Doc]) -> Doc | None:
     return _running(docs, GATEWAY_COMMAND)
 
 
+def analytics_workload(docs: list[Doc]) -> Doc | None:
+    """The workload running `vto analytics worker`, of whatever kind (a Deployment is reported by
+    `_analytics_rules`)."""
+    return _running(docs, ANALYTICS_COMMAND)
+
+
 def _setting(env: dict[str, str], field_name: str) -> str:
     return str(env.get(f"VTO_{field_name.upper()}", Settings.model_fields[field_name].default))
 
 
 def _vto_rules(workload: Doc, docs: list[Doc]) -> list[str]:
-    """Rules for every pod running a `vto` command (the workers, the gateway)."""
+    """Rules for every pod running a `vto` command (the workers, the gateway, the analytics workers)."""
     errors = []
     container = workload["spec"]["template"]["spec"]["containers"][0]
     command = container.get("command") or []
@@ -487,6 +507,30 @@ def _gateway_rules(gateway: Doc, docs: list[Doc]) -> list[tuple[str, str, str]]:
                     f"VTO_GATEWAY_REPLY_PARTITIONS {setting} != the {partitions} partitions of {replies}",
                 )
             )
+    return errors
+
+
+def _analytics_rules(analytics: Doc, docs: list[Doc]) -> list[tuple[str, str, str]]:
+    """Each analytics worker's transactional id is <group>.<VTO_ANALYTICS_INSTANCE>: a StatefulSet's pod name, which
+    its replacement keeps (and so aborts at once what it left open); the consumer group shares the events topic's
+    partitions out, so a pod beyond them would hold none (and never be ready)."""
+    kind, name = analytics["kind"], _name(analytics)
+    errors: list[tuple[str, str, str]] = []
+    if kind != "StatefulSet":
+        errors.append((kind, name, "the analytics worker is not a StatefulSet: its pods need stable names"))
+    source = _env_source(analytics, "VTO_ANALYTICS_INSTANCE")
+    if (source.get("fieldRef") or {}).get("fieldPath") != POD_NAME_FIELD:
+        errors.append((kind, name, f"VTO_ANALYTICS_INSTANCE does not come from the pod's name ({POD_NAME_FIELD})"))
+    events = _setting(_vto_env(analytics, docs), "events_topic")
+    topic = _by_name(docs, "KafkaTopic").get(events)
+    if topic is None:
+        return [*errors, (kind, name, f"the events topic {events!r} is not a KafkaTopic of the build")]
+    partitions = topic["spec"]["partitions"]
+    replicas = analytics["spec"].get("replicas", 1)
+    if replicas > partitions:
+        errors.append(
+            (kind, name, f"replicas {replicas} > the {partitions} partitions of {events}: pods without a partition")
+        )
     return errors
 
 
@@ -670,13 +714,10 @@ def _kafka_rules(docs: list[Doc]) -> list[tuple[str, str, str]]:
         ):
             if int(config.get(key, 1)) > brokers:
                 errors.append(("Kafka", name, f"{key} {config.get(key)} > its {brokers} broker(s)"))
-        co_partitioned = {
-            str(settings_defaults[f"{t}_topic"])
-            for t in ("frames", "rendered", "control", "events", "outcomes", "state")
-        }
+        co_partitioned = {str(settings_defaults[setting]) for setting in CO_PARTITIONED}
         counts = {_name(t): t["spec"]["partitions"] for t in _of(docs, "KafkaTopic") if _name(t) in co_partitioned}
         if len(set(counts.values())) > 1:
-            errors.append(("KafkaTopic", "per-session topics", f"co-partitioned topics differ in partitions: {counts}"))
+            errors.append(("KafkaTopic", "co-partitioned", f"co-partitioned topics differ in partitions: {counts}"))
         isr = int(config.get("min.insync.replicas", 1))
         for topic in _of(docs, "KafkaTopic"):
             replicas = topic["spec"].get("replicas", config.get("default.replication.factor", 1))
@@ -722,6 +763,11 @@ def semantic_errors(docs: list[Doc]) -> list[tuple[str, str, str]]:
         errors.append(("StatefulSet", "-", f"no StatefulSet runs {' '.join(GATEWAY_COMMAND)}"))
     else:
         errors += _gateway_rules(gateway, docs)
+    analytics = analytics_workload(docs)
+    if analytics is None:
+        errors.append(("StatefulSet", "-", f"no StatefulSet runs {' '.join(ANALYTICS_COMMAND)}"))
+    else:
+        errors += _analytics_rules(analytics, docs)
     for scaled in _of(docs, "ScaledObject"):
         errors += [("ScaledObject", _name(scaled), e) for e in _scaledobject_rules(scaled, docs)]
     errors += _monitoring_rules(docs)

@@ -1,5 +1,5 @@
-"""`vto stack up | down | status`: Kafka, then Triton, then the workers and the browser gateway (and Prometheus with
-`--with-prometheus`); stopped in reverse order."""
+"""`vto stack up | down | status`: Kafka, then Triton, then the workers, the analytics worker and the browser
+gateway (and Prometheus with `--with-prometheus`); stopped in reverse order."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from streams.settings import Settings
 from streams.stack import kafka, prometheus, triton
@@ -122,6 +123,51 @@ class Gateway:
         return stopped
 
 
+@dataclass(frozen=True)
+class Analytics:
+    """An analytics worker (`vto analytics worker`): instance N serves /metrics and /readyz on
+    VTO_ANALYTICS_WEB_PORT + N."""
+
+    index: int
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return self.settings.analytics_web_port + self.index
+
+    @property
+    def service(self) -> Service:
+        return Service(f"analytics-{self.index}", self.settings.run_dir)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 90.0) -> None:
+        marker = f"--name={self.settings.run_dir / self.service.name}"
+        self.service.start(
+            [sys.executable, "-m", "streams.cli", "analytics", "worker", marker],
+            env={
+                "VTO_ANALYTICS_WEB_PORT": str(self.port),
+                "VTO_ANALYTICS_INSTANCE": self.service.name,  # its transactional id outlives a restart
+                "VTO_KAFKA_USER": "vto-analytics",
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+        wait_until(self.service, self.ready, timeout, f"analytics worker on :{self.port}")
+
+    def stop(self) -> bool:
+        return self.service.stop(timeout=self.settings.drain_timeout_s + 10)
+
+
+def running_analytics(settings: Settings) -> list[Analytics]:
+    found = sorted(settings.run_dir.glob("analytics-*.pid"))
+    return [Analytics(int(p.stem.split("-")[1]), settings) for p in found]
+
+
 def running_gateways(settings: Settings) -> list[Gateway]:
     found = sorted(settings.run_dir.glob("gateway-*.pid"))
     return [Gateway(int(p.stem.split("-")[1]), settings) for p in found]
@@ -132,14 +178,18 @@ def workers(settings: Settings, count: int) -> list[Worker]:
 
 
 def ensure_session_secret(settings: Settings) -> None:
-    """The embedded stack's session-token key: 32 random bytes in <run dir>/session-secret (mode 0600), written
-    once unless a key is configured (VTO_SESSION_SECRET or VTO_SESSION_SECRET_FILE). Workers and `vto send` /
-    `vto token` on this machine read it from there."""
-    if settings.session_secret.get_secret_value() or settings.session_secret_file:
-        return
-    path = settings.run_dir / "session-secret"
+    """The embedded stack's keys, 32 random bytes each (mode 0600), written once unless configured: the session-token
+    key in <run dir>/session-secret (VTO_SESSION_SECRET[_FILE]; workers, `vto send` and `vto token` read it) and the
+    analytics pseudonym key in <run dir>/analytics-secret (VTO_ANALYTICS_SECRET[_FILE])."""
+    if not (settings.session_secret.get_secret_value() or settings.session_secret_file):
+        _write_secret(settings.run_dir / "session-secret")
+    if not (settings.analytics_secret.get_secret_value() or settings.analytics_secret_file):
+        _write_secret(settings.run_dir / "analytics-secret")
+
+
+def _write_secret(path: Path) -> None:
     if not path.exists():
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_hex(32))
@@ -153,6 +203,7 @@ def up(settings: Settings, worker_count: int = 1, with_prometheus: bool = False)
         prometheus.start(settings, [])
     for worker in workers(settings, worker_count):
         worker.start()
+    Analytics(0, settings).start()
     Gateway(0, settings).start()
 
 
@@ -165,6 +216,7 @@ def down(settings: Settings) -> list[str]:
     """Stop everything this project started (by PID file), workers first so they can drain and commit."""
     stopped = [g.service.name for g in running_gateways(settings) if g.stop()]  # pages first: no new frames
     stopped += [w.service.name for w in running_workers(settings) if w.stop()]
+    stopped += [a.service.name for a in running_analytics(settings) if a.stop()]  # after the events' writers
     if prometheus.stop(settings):
         stopped.append("prometheus")
     if triton.stop(settings):
@@ -203,4 +255,6 @@ def status(settings: Settings) -> dict[str, dict[str, object]]:
         report[g.service.name] = {"pid": g.service.pid(), "ready": probe(g.ready), "url": g.url}
     for w in running_workers(settings):
         report[w.service.name] = {"pid": w.service.pid(), "ready": probe(w.ready), "port": w.port}
+    for a in running_analytics(settings):
+        report[a.service.name] = {"pid": a.service.pid(), "ready": probe(a.ready), "port": a.port}
     return report

@@ -250,6 +250,43 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                 "max.compaction.lag.ms": "60000",
             },
         ),
+        # Analytics (docs/analytics.md). Its state: open windows and remembered sessions (pseudonyms, no personal
+        # data), on the partition of the events (or co-tries) partition they belong to; each entry is tombstoned
+        # when its window closes or its session is forgotten, so compaction keeps it small; an entry not rewritten
+        # for a week (a partition without events) expires.
+        NewTopic(
+            settings.analytics_state_topic,
+            n,
+            1,
+            config={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(7 * 24 * 3600 * 1000),
+                "segment.ms": "60000",
+                "min.cleanable.dirty.ratio": "0.1",
+                "max.compaction.lag.ms": "60000",
+            },
+        ),
+        # Co-try-ons keyed by item, from the events partitions to the owner of the item's recommendations.
+        NewTopic(settings.analytics_cotries_topic, n, 1, config={"retention.ms": day, "segment.ms": hour}),
+        # Aggregates: the latest record per window (compacted), kept 35 days; recommendations: the latest per item,
+        # gone 35 days after an item was last tried with another (its co-tries count 28 days).
+        *(
+            NewTopic(
+                name,
+                n,
+                1,
+                config={
+                    "cleanup.policy": "compact,delete",
+                    "retention.ms": str(35 * 24 * 3600 * 1000),
+                    "segment.ms": day,
+                },
+            )
+            for name in (
+                settings.analytics_items_topic,
+                settings.analytics_funnel_topic,
+                settings.analytics_also_tried_topic,
+            )
+        ),
         # Dead letters keep the original record, face included: one day for triage, then gone (docs/privacy.md).
         NewTopic(
             settings.dead_letter_topic,
@@ -270,7 +307,8 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
       states; its consumer group and transactional ids;
     - vto-client (the browser gateway, or a trusted app): write frames and control records, read rendered frames
       and the gateway replies;
-    - vto-analytics: read try-on events, nothing else.
+    - vto-analytics: read try-on events; read and write its own topics (aggregates, recommendations, co-tries,
+      state); its consumer group and transactional ids.
     vto-admin (the stack itself, operators, `vto account`) is a super user."""
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
     literal, prefixed = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
@@ -308,7 +346,22 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
         "vto-analytics": [
             (topic, s.events_topic, literal, read),
             (topic, s.events_topic, literal, describe),
-            (group, "vto-analytics", prefixed, read),
+            *(
+                (topic, name, literal, op)
+                for name in (
+                    s.analytics_items_topic,
+                    s.analytics_funnel_topic,
+                    s.analytics_also_tried_topic,
+                    s.analytics_cotries_topic,
+                    s.analytics_state_topic,
+                )
+                for op in (read, write, describe)
+            ),
+            (topic, s.dead_letter_topic, literal, write),
+            (topic, s.dead_letter_topic, literal, describe),
+            (group, s.analytics_group, prefixed, read),
+            (txn, f"{s.analytics_group}.", prefixed, write),
+            (txn, f"{s.analytics_group}.", prefixed, describe),
         ],
     }
     unique = dict.fromkeys((user, *rule) for user, rules in allowed.items() for rule in rules)

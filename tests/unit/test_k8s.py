@@ -96,6 +96,24 @@ def test_each_gateway_pod_has_a_replies_partition(overlay: str, built: dict[str,
     ]
 
 
+@pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
+def test_analytics_pods_keep_their_names_and_have_events_partitions(overlay: str, built: dict[str, list[Doc]]) -> None:
+    docs = built[overlay]
+    events = find(docs, "KafkaTopic", "vto.tryon-events.v1")
+    analytics = find(docs, "StatefulSet", "vto-analytics")
+    assert 1 <= analytics["spec"]["replicas"] <= events["spec"]["partitions"]
+    for name in ("vto.analytics-state.v1", "vto.analytics-cotries.v1"):
+        assert find(docs, "KafkaTopic", name)["spec"]["partitions"] == events["spec"]["partitions"]
+    pod = analytics["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["vto", "analytics", "worker"]
+    [instance] = [e for e in container["env"] if e["name"] == "VTO_ANALYTICS_INSTANCE"]
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    [key] = [v for v in pod["volumes"] if v["name"] == "analytics-key"]
+    assert key["secret"]["secretName"] in k8s_check.OPERATOR_SECRETS
+    assert find(docs, "Service", "vto-analytics-headless")["spec"]["clusterIP"] == "None"
+
+
 def test_production_replicates_and_dev_does_not(built: dict[str, list[Doc]]) -> None:
     for overlay, replicas, isr, workers in (("dev", 1, None, 1), ("production", 3, "2", 2)):
         docs = built[overlay]
@@ -323,6 +341,48 @@ def test_strict_schema_keeps_preserved_and_int_or_string_fields() -> None:
             )["data"].update(VTO_BIND_ADDRESS="127.0.0.1"),
             "VTO_BIND_ADDRESS is not 0.0.0.0",
         ),
+        (
+            lambda docs: find(docs, "StatefulSet", "vto-analytics")["spec"].update(replicas=200),
+            "replicas 200 > the 192 partitions of vto.tryon-events.v1",
+        ),
+        (
+            lambda docs: find(docs, "KafkaTopic", "vto.analytics-state.v1")["spec"].update(partitions=6),
+            "co-partitioned topics differ in partitions",
+        ),
+        (
+            lambda docs: find(docs, "KafkaTopic", "vto.analytics-cotries.v1")["spec"].update(partitions=6),
+            "co-partitioned topics differ in partitions",
+        ),
+        (
+            lambda docs: next(
+                e
+                for e in find(docs, "StatefulSet", "vto-analytics")["spec"]["template"]["spec"]["containers"][0]["env"]
+                if e["name"] == "VTO_ANALYTICS_INSTANCE"
+            ).update(value="analytics", valueFrom=None),
+            "VTO_ANALYTICS_INSTANCE does not come from the pod's name",
+        ),
+        (
+            lambda docs: find(docs, "StatefulSet", "vto-analytics").update(kind="Deployment"),
+            "the analytics worker is not a StatefulSet",
+        ),
+        (
+            lambda docs: next(
+                v
+                for v in find(docs, "StatefulSet", "vto-analytics")["spec"]["template"]["spec"]["volumes"]
+                if v["name"] == "analytics-key"
+            )["secret"].update(secretName="vto-analytics-pseudonym"),
+            "Secret 'vto-analytics-pseudonym' has no source",
+        ),
+        (
+            lambda docs: find(docs, "PodMonitor", "vto-analytics")["spec"]["podMetricsEndpoints"][0].update(
+                relabelings=[]
+            ),
+            "no PodMonitor gives job='vto-analytics'",
+        ),
+        (
+            lambda docs: find(docs, "Kafka", "vto")["spec"]["kafka"]["listeners"][0]["networkPolicyPeers"].pop(2),
+            "the listener on 9093 has no networkPolicyPeers entry for these pods",
+        ),
     ],
     ids=[
         "keda-beyond-partitions",
@@ -350,6 +410,14 @@ def test_strict_schema_keeps_preserved_and_int_or_string_fields() -> None:
         "governing-service-not-headless",
         "gateway-podmonitor-without-job",
         "gateway-bind-address",
+        "analytics-beyond-events-partitions",
+        "analytics-state-co-partitioning",
+        "analytics-cotries-co-partitioning",
+        "analytics-instance-not-pod-name",
+        "analytics-deployment",
+        "analytics-key-without-source",
+        "analytics-podmonitor-without-job",
+        "kafka-does-not-admit-analytics",
     ],
 )
 def test_rejects_a_broken_production_overlay(

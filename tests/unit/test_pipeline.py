@@ -341,6 +341,39 @@ def test_session_control_becomes_analytics_events() -> None:
     assert pipeline.sessions["s1"].ended_us  # kept a moment for frames the END overtook, then forgotten
 
 
+async def test_dwell_cart_and_purchase_events_carry_their_event_times() -> None:
+    pipeline, _ = make(FakeTryOn())
+    base = time.time_ns() // 1000 - 1_000_000
+    pipeline.handle_control(_control(SessionControl.ACTION_START, time_unix_us=base - 500_000))
+    events: list[TryOnEvent] = []
+    # Five frames 100 ms apart, then one after a 1.6 s pause (the pause is not dwell): 400 ms over six frames.
+    for seq, offset_us in enumerate([0, 100_000, 200_000, 300_000, 400_000, 2_000_000]):
+        f = frame(seq=seq, capture_time_unix_us=base + offset_us)
+        out = await pipeline.handle_frames([record(f.SerializeToString(), offset=seq)])
+        events += [TryOnEvent.FromString(v) for _, _, v in out.events if v]
+    assert [(e.type, e.event_time_unix_us) for e in events] == [(TryOnEvent.TYPE_TRY_ON_RENDERED, base)]
+    selected_at = base + 2_500_000
+    out = pipeline.handle_control(_control(SessionControl.ACTION_SELECT_ITEM, item="dress", time_unix_us=selected_at))
+    dwell, selected = (TryOnEvent.FromString(v) for _, _, v in out.events if v)
+    assert (dwell.type, dwell.item_id, dwell.dwell_us, dwell.frames) == (TryOnEvent.TYPE_ITEM_DWELL, "tee", 400_000, 6)
+    assert dwell.event_time_unix_us == selected.event_time_unix_us == selected_at
+    cart = pipeline.handle_control(
+        _control(SessionControl.ACTION_ADD_TO_CART, item="tee", size="M", time_unix_us=selected_at + 1)
+    )
+    buy = pipeline.handle_control(
+        _control(SessionControl.ACTION_PURCHASE, item="tee", size="M", quantity=2, time_unix_us=selected_at + 2)
+    )
+    got = [TryOnEvent.FromString(o.events[0][2] or b"") for o in (cart, buy)]
+    assert [(e.type, e.item_id, e.size, e.quantity, e.event_time_unix_us) for e in got] == [
+        (TryOnEvent.TYPE_ADD_TO_CART, "tee", "M", 1, selected_at + 1),  # no quantity given: one
+        (TryOnEvent.TYPE_PURCHASE, "tee", "M", 2, selected_at + 2),
+    ]
+    ended = pipeline.handle_control(_control(SessionControl.ACTION_END, time_unix_us=selected_at + 3))
+    assert [TryOnEvent.FromString(v).type for _, _, v in ended.events if v] == [TryOnEvent.TYPE_SESSION_ENDED]
+    keys = [k for o in (cart, buy, ended) for _, k, _ in o.events]
+    assert keys == [b"s1/4", b"s1/5", b"s1/6"]  # STARTED, TRY_ON_RENDERED, ITEM_DWELL, ITEM_SELECTED before them
+
+
 @pytest.mark.parametrize(
     ("rec", "reason"),
     [
@@ -352,6 +385,9 @@ def test_session_control_becomes_analytics_events() -> None:
         (_control(SessionControl.ACTION_START, height_cm=40.0), "bad_fit_profile"),
         (_control(SessionControl.ACTION_SET_FIT_PROFILE, height_cm=float("nan")), "bad_fit_profile"),
         (_control(SessionControl.ACTION_SET_FIT_PROFILE, fit=9), "bad_fit_profile"),
+        (_control(SessionControl.ACTION_ADD_TO_CART, item=""), "bad_commerce"),
+        (_control(SessionControl.ACTION_PURCHASE, size="X" * 17), "bad_commerce"),
+        (_control(SessionControl.ACTION_PURCHASE, quantity=5000), "bad_commerce"),
     ],
 )
 def test_bad_session_control_is_dead_lettered(rec: Record, reason: str) -> None:
@@ -676,13 +712,13 @@ async def test_frames_the_end_overtook_are_rendered_without_reopening_the_sessio
     await pipeline.handle_frames([record(frame(capture_time_unix_us=started).SerializeToString())])
     end = signed(SessionControl(session_id="s1", action=SessionControl.ACTION_END, time_unix_us=started + 2000))
     out = pipeline.handle_control(Record("vto.session-control.v1", 0, 0, b"s1", end.SerializeToString()))
-    assert ended_stub(out.states).events_sent == 2  # TRY_ON_RENDERED, ENDED
+    assert ended_stub(out.states).events_sent == 3  # TRY_ON_RENDERED, ITEM_DWELL, ENDED
     late = frame(seq=1, capture_time_unix_us=started + 1000)  # captured before the END, handled after it
     out = await pipeline.handle_frames([record(late.SerializeToString(), offset=1)])
     assert [RenderedFrame.FromString(v).sequence for _, v in out.rendered] == [1]  # the shopper still gets it
     assert tryon.requests[-1].state == b"1"  # with the session's tracking state
     assert out.events == []  # no second TRY_ON_RENDERED
-    assert ended_stub(out.states).events_sent == 2  # and no tracking state back on the topic after the END
+    assert ended_stub(out.states).events_sent == 3  # and no tracking state back on the topic after the END
     photo = "s2"  # a one-photo session whose END overtakes its only frame: that frame's event still goes out
     end2 = signed(SessionControl(session_id=photo, action=SessionControl.ACTION_END, time_unix_us=started + 2000))
     pipeline.handle_control(Record("vto.session-control.v1", 0, 2, photo.encode(), end2.SerializeToString()))

@@ -17,6 +17,11 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
         settings.dead_letter_topic,
         settings.state_topic,
         settings.outcomes_topic,
+        settings.analytics_items_topic,
+        settings.analytics_funnel_topic,
+        settings.analytics_also_tried_topic,
+        settings.analytics_cotries_topic,
+        settings.analytics_state_topic,
     }
     frames = specs[settings.frames_topic]
     assert frames.num_partitions == 12 and frames.replication_factor == 1
@@ -33,6 +38,10 @@ def test_topics_are_declared_with_partitions_retention_and_sizes(tmp_path: Path)
     assert events.num_partitions == 12 and events.config["cleanup.policy"] == "compact,delete"
     # Erasure reads a session's event count from its state: events leave the disk (retention + a segment) first.
     assert int(events.config["retention.ms"]) + int(events.config["segment.ms"]) <= int(state.config["retention.ms"])
+    # Analytics reads its state back by events partition, and co-tries by the same numbers.
+    for name in (settings.analytics_state_topic, settings.analytics_cotries_topic):
+        assert specs[name].num_partitions == 12
+    assert "compact" in specs[settings.analytics_state_topic].config["cleanup.policy"]
 
 
 def test_every_topic_leaves_the_disk_soon_after_its_retention(tmp_path: Path) -> None:
@@ -84,10 +93,22 @@ def test_the_embedded_broker_authenticates_encrypts_and_denies_what_no_acl_allow
         *((t, op) for t in (s.rendered_topic, s.replies_topic) for op in ("READ", "DESCRIBE")),
         ("vto-client", "READ"),
     }
-    assert grants["User:vto-analytics"] == {
+    own = (
+        s.analytics_items_topic,
+        s.analytics_funnel_topic,
+        s.analytics_also_tried_topic,
+        s.analytics_cotries_topic,
+        s.analytics_state_topic,
+    )
+    assert grants["User:vto-analytics"] == {  # exactly: events in, its own topics, dead letters out; no frame
         (s.events_topic, "READ"),
         (s.events_topic, "DESCRIBE"),
+        *((t, op) for t in own for op in ("READ", "WRITE", "DESCRIBE")),
+        (s.dead_letter_topic, "WRITE"),
+        (s.dead_letter_topic, "DESCRIBE"),
         ("vto-analytics", "READ"),
+        ("vto-analytics.", "WRITE"),
+        ("vto-analytics.", "DESCRIBE"),
     }
     worker = grants["User:vto-worker"]
     assert {t for t, op in worker if op == "READ"} == {

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from streams.proto.vto.v1 import fit_advice_pb2 as vto_dot_v1_dot_fit__advice__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvto/v1/session_control.proto\x12\x06vto.v1\x1a\x17vto/v1/fit_advice.proto\"\xef\x02\n\x0eSessionControl\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1d.vto.v1.SessionControl.Action\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x14\n\x0ctime_unix_us\x18\x04 \x01(\x03\x12\x11\n\theight_cm\x18\x05 \x01(\x02\x12\"\n\x03\x66it\x18\x06 \x01(\x0e\x32\x15.vto.v1.FitPreference\x12\x1a\n\x12share_measurements\x18\x07 \x01(\x08\x12\x15\n\rsession_token\x18\x08 \x01(\t\"\x88\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_START\x10\x01\x12\x16\n\x12\x41\x43TION_SELECT_ITEM\x10\x02\x12\x0e\n\nACTION_END\x10\x03\x12\x1a\n\x16\x41\x43TION_SET_FIT_PROFILE\x10\x04\x12\x10\n\x0c\x41\x43TION_ERASE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvto/v1/session_control.proto\x12\x06vto.v1\x1a\x17vto/v1/fit_advice.proto\"\xbc\x03\n\x0eSessionControl\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1d.vto.v1.SessionControl.Action\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x14\n\x0ctime_unix_us\x18\x04 \x01(\x03\x12\x11\n\theight_cm\x18\x05 \x01(\x02\x12\"\n\x03\x66it\x18\x06 \x01(\x0e\x32\x15.vto.v1.FitPreference\x12\x1a\n\x12share_measurements\x18\x07 \x01(\x08\x12\x15\n\rsession_token\x18\x08 \x01(\t\x12\x0c\n\x04size\x18\t \x01(\t\x12\x10\n\x08quantity\x18\n \x01(\r\"\xb5\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_START\x10\x01\x12\x16\n\x12\x41\x43TION_SELECT_ITEM\x10\x02\x12\x0e\n\nACTION_END\x10\x03\x12\x1a\n\x16\x41\x43TION_SET_FIT_PROFILE\x10\x04\x12\x10\n\x0c\x41\x43TION_ERASE\x10\x05\x12\x16\n\x12\x41\x43TION_ADD_TO_CART\x10\x06\x12\x13\n\x0f\x41\x43TION_PURCHASE\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'streams.proto.vto.v1.sessio
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SESSIONCONTROL']._serialized_start=66
-  _globals['_SESSIONCONTROL']._serialized_end=433
-  _globals['_SESSIONCONTROL_ACTION']._serialized_start=297
-  _globals['_SESSIONCONTROL_ACTION']._serialized_end=433
+  _globals['_SESSIONCONTROL']._serialized_end=510
+  _globals['_SESSIONCONTROL_ACTION']._serialized_start=329
+  _globals['_SESSIONCONTROL_ACTION']._serialized_end=510
 # @@protoc_insertion_point(module_scope)

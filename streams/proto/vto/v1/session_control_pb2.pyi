@@ -20,7 +20,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class SessionControl(_message.Message):
-    """Start, item selection and end of a shopper session. Topic vto.session-control.v1, key = session_id."""
+    """Start, item selection and end of a shopper session, and what the shopper did with an item (cart, purchase), as
+    the client reports it. Topic vto.session-control.v1, key = session_id.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -38,6 +40,10 @@ class SessionControl(_message.Message):
         """height_cm, fit and share_measurements changed (START may carry them too)"""
         ACTION_ERASE: SessionControl._Action.ValueType  # 5
         """forget the session: its state and its try-on events (tombstones), at once"""
+        ACTION_ADD_TO_CART: SessionControl._Action.ValueType  # 6
+        """the shopper put item_id (size, quantity) in the cart: a TYPE_ADD_TO_CART event"""
+        ACTION_PURCHASE: SessionControl._Action.ValueType  # 7
+        """the shopper bought item_id (size, quantity): a TYPE_PURCHASE event"""
 
     class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
     ACTION_UNSPECIFIED: SessionControl.Action.ValueType  # 0
@@ -48,6 +54,10 @@ class SessionControl(_message.Message):
     """height_cm, fit and share_measurements changed (START may carry them too)"""
     ACTION_ERASE: SessionControl.Action.ValueType  # 5
     """forget the session: its state and its try-on events (tombstones), at once"""
+    ACTION_ADD_TO_CART: SessionControl.Action.ValueType  # 6
+    """the shopper put item_id (size, quantity) in the cart: a TYPE_ADD_TO_CART event"""
+    ACTION_PURCHASE: SessionControl.Action.ValueType  # 7
+    """the shopper bought item_id (size, quantity): a TYPE_PURCHASE event"""
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
@@ -57,10 +67,13 @@ class SessionControl(_message.Message):
     FIT_FIELD_NUMBER: _builtins.int
     SHARE_MEASUREMENTS_FIELD_NUMBER: _builtins.int
     SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     action: Global___SessionControl.Action.ValueType
     item_id: _builtins.str
     time_unix_us: _builtins.int
+    """when it happened, by the client's clock: the event time analytics windows use"""
     height_cm: _builtins.float
     """the shopper's height for size advice; 0 = not given (range 80..250)"""
     fit: _fit_advice_pb2.FitPreference.ValueType
@@ -69,6 +82,10 @@ class SessionControl(_message.Message):
     """consent: body measurements may go to analytics with the fit advice"""
     session_token: _builtins.str
     """as on Frame; required"""
+    size: _builtins.str
+    """ADD_TO_CART / PURCHASE: the size chosen (optional, at most 16 characters)"""
+    quantity: _builtins.int
+    """ADD_TO_CART / PURCHASE: 0 is read as 1 (at most 1000)"""
     def __init__(
         self,
         *,
@@ -80,10 +97,12 @@ class SessionControl(_message.Message):
         fit: _fit_advice_pb2.FitPreference.ValueType = ...,
         share_measurements: _builtins.bool = ...,
         session_token: _builtins.str = ...,
+        size: _builtins.str = ...,
+        quantity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "session_id", b"session_id", "session_token", b"session_token", "share_measurements", b"share_measurements", "time_unix_us", b"time_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "quantity", b"quantity", "session_id", b"session_id", "session_token", b"session_token", "share_measurements", b"share_measurements", "size", b"size", "time_unix_us", b"time_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

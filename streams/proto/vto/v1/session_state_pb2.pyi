@@ -367,6 +367,10 @@ class SessionState(_message.Message):
     ADVISED_FIELD_NUMBER: _builtins.int
     EVENTS_SENT_FIELD_NUMBER: _builtins.int
     ENDED_UNIX_US_FIELD_NUMBER: _builtins.int
+    DWELL_ITEM_FIELD_NUMBER: _builtins.int
+    DWELL_US_FIELD_NUMBER: _builtins.int
+    DWELL_FRAMES_FIELD_NUMBER: _builtins.int
+    DWELL_LAST_US_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     sequence: _builtins.int
     """last frame folded into this state"""
@@ -388,6 +392,13 @@ class SessionState(_message.Message):
     """try-on events keyed <session_id>/<n> for n < events_sent (erasure tombstones them)"""
     ended_unix_us: _builtins.int
     """when the session ended (END); 0 while it is open"""
+    dwell_item: _builtins.str
+    """The item the shopper is wearing now, for its TYPE_ITEM_DWELL event: dwell so far, frames, last frame's capture
+    time (0: the last frame had no pose, the next one starts a new stretch).
+    """
+    dwell_us: _builtins.int
+    dwell_frames: _builtins.int
+    dwell_last_us: _builtins.int
     @_builtins.property
     def rendered_items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """items that already had their TRY_ON_RENDERED event"""
@@ -410,10 +421,14 @@ class SessionState(_message.Message):
         advised: _builtins.str = ...,
         events_sent: _builtins.int = ...,
         ended_unix_us: _builtins.int = ...,
+        dwell_item: _builtins.str = ...,
+        dwell_us: _builtins.int = ...,
+        dwell_frames: _builtins.int = ...,
+        dwell_last_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advised", b"advised", "capture_time_unix_us", b"capture_time_unix_us", "ended_unix_us", b"ended_unix_us", "events_sent", b"events_sent", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "perception", b"perception", "pose_found", b"pose_found", "pose_seen", b"pose_seen", "rendered_items", b"rendered_items", "sequence", b"sequence", "session_id", b"session_id", "share_measurements", b"share_measurements", "updated_unix_us", b"updated_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advised", b"advised", "capture_time_unix_us", b"capture_time_unix_us", "dwell_frames", b"dwell_frames", "dwell_item", b"dwell_item", "dwell_last_us", b"dwell_last_us", "dwell_us", b"dwell_us", "ended_unix_us", b"ended_unix_us", "events_sent", b"events_sent", "fit", b"fit", "height_cm", b"height_cm", "item_id", b"item_id", "perception", b"perception", "pose_found", b"pose_found", "pose_seen", b"pose_seen", "rendered_items", b"rendered_items", "sequence", b"sequence", "session_id", b"session_id", "share_measurements", b"share_measurements", "updated_unix_us", b"updated_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from streams.proto.vto.v1 import fit_advice_pb2 as vto_dot_v1_dot_fit__advice__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vto/v1/tryon_event.proto\x12\x06vto.v1\x1a\x17vto/v1/fit_advice.proto\"\xa5\x03\n\nTryOnEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12%\n\x04type\x18\x03 \x01(\x0e\x32\x17.vto.v1.TryOnEvent.Type\x12\x1a\n\x12\x65vent_time_unix_us\x18\x04 \x01(\x03\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x05 \x01(\x03\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x12%\n\nfit_advice\x18\x07 \x01(\x0b\x32\x11.vto.v1.FitAdvice\"\xd7\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14TYPE_SESSION_STARTED\x10\x01\x12\x16\n\x12TYPE_ITEM_SELECTED\x10\x02\x12\x18\n\x14TYPE_TRY_ON_RENDERED\x10\x03\x12\x12\n\x0eTYPE_POSE_LOST\x10\x04\x12\x13\n\x0fTYPE_POSE_FOUND\x10\x05\x12\x16\n\x12TYPE_SESSION_ENDED\x10\x06\x12\x13\n\x0fTYPE_FIT_ADVICE\x10\x07\x12\x17\n\x13TYPE_SESSION_ERASED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vto/v1/tryon_event.proto\x12\x06vto.v1\x1a\x17vto/v1/fit_advice.proto\"\xa5\x04\n\nTryOnEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12%\n\x04type\x18\x03 \x01(\x0e\x32\x17.vto.v1.TryOnEvent.Type\x12\x1a\n\x12\x65vent_time_unix_us\x18\x04 \x01(\x03\x12\x1c\n\x14\x63\x61pture_time_unix_us\x18\x05 \x01(\x03\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x12%\n\nfit_advice\x18\x07 \x01(\x0b\x32\x11.vto.v1.FitAdvice\x12\x10\n\x08\x64well_us\x18\x08 \x01(\x03\x12\x0e\n\x06\x66rames\x18\t \x01(\r\x12\x0c\n\x04size\x18\n \x01(\t\x12\x10\n\x08quantity\x18\x0b \x01(\r\"\x95\x02\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14TYPE_SESSION_STARTED\x10\x01\x12\x16\n\x12TYPE_ITEM_SELECTED\x10\x02\x12\x18\n\x14TYPE_TRY_ON_RENDERED\x10\x03\x12\x12\n\x0eTYPE_POSE_LOST\x10\x04\x12\x13\n\x0fTYPE_POSE_FOUND\x10\x05\x12\x16\n\x12TYPE_SESSION_ENDED\x10\x06\x12\x13\n\x0fTYPE_FIT_ADVICE\x10\x07\x12\x17\n\x13TYPE_SESSION_ERASED\x10\x08\x12\x13\n\x0fTYPE_ITEM_DWELL\x10\t\x12\x14\n\x10TYPE_ADD_TO_CART\x10\n\x12\x11\n\rTYPE_PURCHASE\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'streams.proto.vto.v1.tryon_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRYONEVENT']._serialized_start=62
-  _globals['_TRYONEVENT']._serialized_end=483
-  _globals['_TRYONEVENT_TYPE']._serialized_start=268
-  _globals['_TRYONEVENT_TYPE']._serialized_end=483
+  _globals['_TRYONEVENT']._serialized_end=611
+  _globals['_TRYONEVENT_TYPE']._serialized_start=334
+  _globals['_TRYONEVENT_TYPE']._serialized_end=611
 # @@protoc_insertion_point(module_scope)

@@ -20,8 +20,14 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class TryOnEvent(_message.Message):
-    """An analytics event of a try-on session. Never carries image data. Topic vto.tryon-events.v1 (compacted), key =
+    """An analytics event of a try-on session. Never carries image data, face data or personal data (fit advice carries
+    body measurements only with the shopper's consent). Topic vto.tryon-events.v1 (compacted), key =
     <session_id>/<n> (n counts the session's events), on the session's frames partition; a null value is an erasure.
+    Analytics (streams/analytics) stores the session id only as a keyed hash (docs/analytics.md).
+
+    event_time_unix_us is when it happened, by the client's clock: the capture time of the frame that caused it, or
+    the time on the SessionControl record that did (the worker's clock when that record had none). Windowed
+    aggregates are on this time.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -46,6 +52,12 @@ class TryOnEvent(_message.Message):
         """the size advice changed (size, runner-up, or confidence by 0.1 or more)"""
         TYPE_SESSION_ERASED: TryOnEvent._Type.ValueType  # 8
         """erasure was asked for: sinks forget the session too (its events here are gone)"""
+        TYPE_ITEM_DWELL: TryOnEvent._Type.ValueType  # 9
+        """the shopper stopped wearing the item (another item, or the session ended): dwell_us"""
+        TYPE_ADD_TO_CART: TryOnEvent._Type.ValueType  # 10
+        """reported by the client (SessionControl ACTION_ADD_TO_CART): item_id, size, quantity"""
+        TYPE_PURCHASE: TryOnEvent._Type.ValueType  # 11
+        """reported by the client (SessionControl ACTION_PURCHASE): item_id, size, quantity"""
 
     class Type(_Type, metaclass=_TypeEnumTypeWrapper): ...
     TYPE_UNSPECIFIED: TryOnEvent.Type.ValueType  # 0
@@ -62,6 +74,12 @@ class TryOnEvent(_message.Message):
     """the size advice changed (size, runner-up, or confidence by 0.1 or more)"""
     TYPE_SESSION_ERASED: TryOnEvent.Type.ValueType  # 8
     """erasure was asked for: sinks forget the session too (its events here are gone)"""
+    TYPE_ITEM_DWELL: TryOnEvent.Type.ValueType  # 9
+    """the shopper stopped wearing the item (another item, or the session ended): dwell_us"""
+    TYPE_ADD_TO_CART: TryOnEvent.Type.ValueType  # 10
+    """reported by the client (SessionControl ACTION_ADD_TO_CART): item_id, size, quantity"""
+    TYPE_PURCHASE: TryOnEvent.Type.ValueType  # 11
+    """reported by the client (SessionControl ACTION_PURCHASE): item_id, size, quantity"""
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
@@ -70,6 +88,10 @@ class TryOnEvent(_message.Message):
     CAPTURE_TIME_UNIX_US_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     FIT_ADVICE_FIELD_NUMBER: _builtins.int
+    DWELL_US_FIELD_NUMBER: _builtins.int
+    FRAMES_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     item_id: _builtins.str
     type: Global___TryOnEvent.Type.ValueType
@@ -78,6 +100,15 @@ class TryOnEvent(_message.Message):
     """capture time of the frame that caused it, when one did"""
     sequence: _builtins.int
     """that frame's sequence number"""
+    dwell_us: _builtins.int
+    """TYPE_ITEM_DWELL: how long the shopper was seen wearing the item (capture time between consecutive frames
+    rendered with a pose; a gap over a second, or a frame without a pose, is not counted), and those frames.
+    """
+    frames: _builtins.int
+    size: _builtins.str
+    """TYPE_ADD_TO_CART / TYPE_PURCHASE: the size the shopper chose (empty: none given)"""
+    quantity: _builtins.int
+    """TYPE_ADD_TO_CART / TYPE_PURCHASE: at least 1"""
     @_builtins.property
     def fit_advice(self) -> _fit_advice_pb2.FitAdvice:
         """TYPE_FIT_ADVICE only; measurements and reasons only with consent"""
@@ -92,10 +123,14 @@ class TryOnEvent(_message.Message):
         capture_time_unix_us: _builtins.int = ...,
         sequence: _builtins.int = ...,
         fit_advice: _fit_advice_pb2.FitAdvice | None = ...,
+        dwell_us: _builtins.int = ...,
+        frames: _builtins.int = ...,
+        size: _builtins.str = ...,
+        quantity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fit_advice", b"fit_advice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time_unix_us", b"capture_time_unix_us", "event_time_unix_us", b"event_time_unix_us", "fit_advice", b"fit_advice", "item_id", b"item_id", "sequence", b"sequence", "session_id", b"session_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time_unix_us", b"capture_time_unix_us", "dwell_us", b"dwell_us", "event_time_unix_us", b"event_time_unix_us", "fit_advice", b"fit_advice", "frames", b"frames", "item_id", b"item_id", "quantity", b"quantity", "sequence", b"sequence", "session_id", b"session_id", "size", b"size", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
