@@ -17,6 +17,9 @@ import os
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from streams.analytics import offline
 from streams.analytics.synthetic import generate
 from streams.settings import Settings
 from streams.stack import embedded, kafka
@@ -33,7 +36,22 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(base: Settings, sessions: int, seed: int, kill_at: float | None) -> dict[str, object]:
+def sample_report(settings: Settings, date: str) -> dict[str, object]:
+    """`vto analytics export` and `vto analytics report` over the run's topics: the sample in docs/analytics.md
+    (loadtest/results/analytics-report-<date>.txt, docs/images/analytics-report-<date>.png)."""
+    data = ROOT / ".cache" / "analytics-bench"
+    written = offline.export(settings.model_copy(update={"analytics_secret": SecretStr(KEY.decode())}), data)
+    found = offline.report(data)
+    chart = ROOT / "docs" / "images" / f"analytics-report-{date}.png"
+    offline.draw_chart(found, chart)
+    text = offline.render_text(found)
+    (ROOT / "loadtest" / "results" / f"analytics-report-{date}.txt").write_text(text + "\n")
+    return {"exported": written, "chart": str(chart.relative_to(ROOT))}
+
+
+def one_run(
+    base: Settings, sessions: int, seed: int, kill_at: float | None, report_date: str = ""
+) -> dict[str, object]:
     synthetic = generate(seed, sessions=sessions, partitions=base.topic_partitions)
     run = AnalyticsRun(run_settings(base, f"bench-{seed}", base.analytics_web_port + 60), KEY)
     run.prepare()
@@ -55,8 +73,9 @@ def one_run(base: Settings, sessions: int, seed: int, kill_at: float | None) -> 
             pid, cpu0 = run.start(), 0.0
             figures["recovery_to_ready_s"] = round(time.monotonic() - restarted, 2)
         caught_up_s = run.wait_caught_up(timeout_s=600)
-        elapsed = time.monotonic() - began - 0.9  # wait_caught_up needs two more polls to be sure (~0.9 s)
+        elapsed = time.monotonic() - began - 0.2  # wait_caught_up needs two more polls to be sure (~0.2 s)
         cpu = cpu_s(pid) - cpu0
+        samples = run.metrics()
         items, funnel, recommendations = run.outputs()
         assert_matches(synthetic, items, funnel, recommendations)
         figures.update(
@@ -65,6 +84,10 @@ def one_run(base: Settings, sessions: int, seed: int, kill_at: float | None) -> 
                 "events_per_s": round(synthetic.events / elapsed),
                 "worker_cpu_s_per_1000_events": round(1000 * cpu / synthetic.events, 3) if kill_at is None else None,
                 "caught_up_after_last_start_s": round(caught_up_s, 2),
+                "aggregate_s": round(samples.get("vto_stage_seconds_sum{aggregate}", 0.0), 2),
+                "batches": int(samples.get("vto_stage_seconds_count{aggregate}", 0)),
+                "publish_commit_s": round(samples.get("vto_stage_seconds_sum{publish}", 0.0), 2),
+                "commits": int(samples.get("vto_stage_seconds_count{publish}", 0)),
                 "item_records": len(items),
                 "funnel_records": len(funnel),
                 "items_with_recommendations": len(recommendations),
@@ -72,6 +95,8 @@ def one_run(base: Settings, sessions: int, seed: int, kill_at: float | None) -> 
                 "equal_to_truth": True,
             }
         )
+        if report_date:
+            figures["sample_report"] = sample_report(run.settings, report_date)
     finally:
         run.stop()
     return figures
@@ -90,7 +115,7 @@ def main() -> int:
         results = {
             "date": datetime.date.today().isoformat(),
             "machine": f"{os.cpu_count()} CPUs",
-            "throughput": one_run(settings, args.sessions, 21, None),
+            "throughput": one_run(settings, args.sessions, 21, None, datetime.date.today().isoformat()),
             "sigkill": one_run(settings, args.sessions, 22, 0.4),
         }
     finally:

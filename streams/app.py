@@ -126,6 +126,19 @@ def transactional_app(
         return True
 
     app.consumer._commit = offsets_go_with_transactions  # type: ignore[attr-defined]
+
+    # Read committed records only: what this app consumes may be written in transactions (try-on events, co-tries)
+    # and a transaction that is aborted (its worker died) must never be counted. Faust reads uncommitted unless its
+    # own exactly-once mode is on, which this app does not use (streams/analytics/worker.py says why).
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    create = thread._create_worker_consumer
+
+    def read_committed(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    thread._create_worker_consumer = read_committed
     return app
 
 

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     kafka_user: str = Field(
         "vto-admin",
         description="Kafka principal of this process: vto-worker (workers), vto-client (shoppers' frames), "
-        "vto-analytics (events, read-only) or vto-admin (operators, tests).",
+        "vto-analytics (analytics workers) or vto-admin (operators, tests).",
     )
     kafka_password: SecretStr = Field(
         SecretStr(""),

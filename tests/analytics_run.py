@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams import kafka_client
 from streams.proto.vto.v1.analytics_pb2 import AlsoTried, FunnelAggregate, ItemAggregate
@@ -75,16 +76,33 @@ class AnalyticsRun:
             deadline = time.monotonic() + 60
             while set(existing) & set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
                 time.sleep(0.5)
+        groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid]
+        if self.settings.analytics_group in groups:  # its committed offsets: of topics that are no more
+            for future in admin.delete_consumer_groups([self.settings.analytics_group], request_timeout=30).values():
+                future.result()
         kafka.create_topics(self.settings)
         if kafka_client.secure(self.settings):
             kafka.create_acls(self.settings)
 
     def produce(self, records: list[tuple[int, bytes, bytes | None]]) -> None:
-        producer = Producer(kafka_client.confluent(self.settings, **{"linger.ms": 20}))
+        # Idempotent: the order within a partition is what the test is about (out of order only as generated).
+        producer = Producer(kafka_client.confluent(self.settings, **{"linger.ms": 20, "enable.idempotence": True}))
         for partition, key, value in records:
             producer.produce(self.settings.events_topic, key=key, value=value, partition=partition)
             producer.poll(0)
         assert producer.flush(60) == 0
+
+    def produce_aborted(self, records: list[tuple[int, bytes, bytes | None]]) -> None:
+        """Records in a transaction that is then aborted (what a stream worker that died mid-batch leaves)."""
+        producer = Producer(
+            kafka_client.confluent(self.settings, **{"transactional.id": f"{self.service.name}-aborted"})
+        )
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        for partition, key, value in records:
+            producer.produce(self.settings.events_topic, key=key, value=value, partition=partition)
+        producer.flush(30)
+        producer.abort_transaction(30)
 
     def start(self) -> int:
         env = {name: str(getattr(self.settings, field)) for field, name in ENV_OF.items()}
@@ -122,51 +140,24 @@ class AnalyticsRun:
         self.service.stop(timeout=30)
 
     def progress(self) -> tuple[int, int]:
-        """(records the group has committed past, records there are) over the events and co-tries topics. A
-        partition written in transactions (co-tries) ends with a commit marker, which takes an offset but is no
-        record: its end is the offset after its last record, as a read_committed consumer sees it."""
+        """(records the group has committed past, records there are) over the events and co-tries topics. The
+        co-tries are written in transactions: a partition of them ends with a commit marker, which takes an offset
+        but is no record, so there the records end one before the high watermark."""
         s = self.settings
-        consumer = Consumer(
-            kafka_client.confluent(
-                s,
-                **{
-                    "group.id": s.analytics_group,
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "isolation.level": "read_committed",
-                },
-            )
-        )
+        consumer = Consumer(kafka_client.confluent(s, **{"group.id": s.analytics_group, "enable.auto.commit": False}))
         try:
             committed = ends = 0
-            for topic in (s.events_topic, s.analytics_cotries_topic):
+            for topic, marker in ((s.events_topic, 0), (s.analytics_cotries_topic, 1)):
                 parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
                 tps = [TopicPartition(topic, p) for p in parts]
                 for tp in consumer.committed(tps, timeout=10):
                     committed += max(tp.offset, 0)
                 for tp in tps:
-                    ends += self._after_last_record(consumer, tp)
+                    high = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                    ends += max(high - marker, 0)
             return committed, ends
         finally:
             consumer.close()
-
-    @staticmethod
-    def _after_last_record(consumer: Consumer, tp: TopicPartition) -> int:
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        if high == low:
-            return 0
-        consumer.assign([TopicPartition(tp.topic, tp.partition, max(low, high - 10))])
-        last = -1
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                break  # the partition's end (EOF)
-            last = int(msg.offset() or 0)
-        consumer.unassign()
-        return last + 1 if last >= 0 else high
 
     def wait_caught_up(self, timeout_s: float = 180.0) -> float:
         """Until every event and co-try is committed (co-tries are written by the worker itself: the ends must stay
@@ -179,7 +170,7 @@ class AnalyticsRun:
             last = now
             if stable >= 2:
                 return time.monotonic() - started
-            time.sleep(0.3)
+            time.sleep(0.1)
         raise TimeoutError(f"analytics not caught up in {timeout_s} s: {self.progress()}; log:\n{self.service.tail()}")
 
     def outputs(self) -> tuple[list[ItemAggregate], list[FunnelAggregate], list[AlsoTried]]:
@@ -205,6 +196,19 @@ class AnalyticsRun:
         s = self.settings
         found = [DeadLetter.FromString(m.value() or b"") for m in read_to_end(s, s.dead_letter_topic, timeout_s=60)]
         return [d for d in found if d.source_topic == s.events_topic]
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics samples without labels, and vto_stage_seconds by stage (name{stage})."""
+        url = f"http://127.0.0.1:{self.settings.analytics_web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        found = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                stage = sample.labels.get("stage")
+                if not sample.labels or stage:
+                    found[f"{sample.name}{{{stage}}}" if stage else sample.name] = sample.value
+        return found
 
     def log(self) -> Path:
         return self.service.log_file

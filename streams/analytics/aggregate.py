@@ -57,6 +57,8 @@ class Windows:
         self.funnel: dict[tuple[int, int], FunnelAggregate] = {}
         self.sessions: dict[str, AnalyticsSession] = {}
         self.watermark = 0
+        self.next_offset = 0  # records below it are counted (PartitionClock)
+        self._moved = False  # next_offset moved since the last take_changes
         self._dirty_items: set[tuple[int, int, str]] = set()
         self._dirty_funnel: set[tuple[int, int]] = set()
         self._dirty_sessions: set[str] = set()
@@ -68,7 +70,8 @@ class Windows:
         """One state entry as read back (in offset order; None deletes)."""
         kind, _, rest = key.removeprefix("e/").partition("/")
         if kind == "clock":
-            self.watermark = PartitionClock.FromString(value).watermark_unix_us if value else 0
+            clock = PartitionClock.FromString(value or b"")
+            self.watermark, self.next_offset = clock.watermark_unix_us, clock.next_offset
         elif kind == "i":
             size, start, item = rest.split("/", 2)
             ikey = (int(size), int(start), item)
@@ -90,6 +93,13 @@ class Windows:
                 self.sessions[rest] = AnalyticsSession.FromString(value)
 
     # -- events -----------------------------------------------------------------------------------------------
+    def first_time(self, offset: int) -> bool:
+        """True for a record not counted yet (then it is, whatever it holds); False for one fetched again."""
+        if offset < self.next_offset:
+            return False
+        self.next_offset, self._moved = offset + 1, True
+        return True
+
     def add(self, event: TryOnEvent) -> None:
         """Fold one event in (docs/analytics.md): per window size unless late for it; not at all if late for all."""
         t = event.event_time_unix_us
@@ -246,22 +256,37 @@ class Windows:
             changes.state[f"e/s/{who}"] = session.SerializeToString()
         for who in sorted(self._forgotten):
             changes.state[f"e/s/{who}"] = None
-        if changes.state or changes.late:
-            changes.state["e/clock"] = PartitionClock(watermark_unix_us=self.watermark).SerializeToString()
+        if changes.state or changes.late or self._moved:
+            clock = PartitionClock(watermark_unix_us=self.watermark, next_offset=self.next_offset)
+            changes.state["e/clock"] = clock.SerializeToString()
+        self._moved = False
         self._dirty_items, self._dirty_funnel, self._dirty_sessions, self._forgotten = set(), set(), set(), set()
         return changes
 
 
 class AlsoTriedCounts:
-    """One co-tries partition's per-item daily co-try counts and the "also tried" list they give (keys `c/`)."""
+    """One co-tries partition's per-item daily co-try counts and the "also tried" list they give (state keys
+    `c/items/<item>`, and `c/clock`)."""
 
     def __init__(self, top_k: int, half_life_days: float, window_days: int) -> None:
         self.top_k, self.half_life, self.window = top_k, half_life_days, window_days
         self.counts: dict[str, dict[int, dict[str, int]]] = {}
+        self.next_offset = 0
         self._dirty: set[str] = set()
+        self._moved = False
+
+    def first_time(self, offset: int) -> bool:
+        """As `Windows.first_time`, for the co-tries partition."""
+        if offset < self.next_offset:
+            return False
+        self.next_offset, self._moved = offset + 1, True
+        return True
 
     def restore(self, key: str, value: bytes | None) -> None:
-        item = key.removeprefix("c/")
+        if key == "c/clock":
+            self.next_offset = PartitionClock.FromString(value or b"").next_offset
+            return
+        item = key.removeprefix("c/items/")
         if value is None:
             self.counts.pop(item, None)
             return
@@ -303,8 +328,10 @@ class AlsoTriedCounts:
         for item in sorted(self._dirty):
             changes.also_tried.append(self.recommend(item))
             days = [CoTryCounts.Day(day=d, counts=c) for d, c in sorted(self.counts[item].items())]
-            changes.state[f"c/{item}"] = CoTryCounts(item_id=item, days=days).SerializeToString()
-        self._dirty = set()
+            changes.state[f"c/items/{item}"] = CoTryCounts(item_id=item, days=days).SerializeToString()
+        if self._moved:
+            changes.state["c/clock"] = PartitionClock(next_offset=self.next_offset).SerializeToString()
+        self._dirty, self._moved = set(), False
         return changes
 
 

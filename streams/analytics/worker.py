@@ -49,12 +49,19 @@ BATCH_WINDOW_S = 0.2
 
 class Partitions:
     """The state of the partitions this worker owns: `Windows` per events partition, `AlsoTriedCounts` per co-tries
-    partition; read back from the state topic when assigned, dropped when revoked."""
+    partition. All of it is dropped when partitions are revoked and read back from the state topic when they are
+    assigned: in memory there is never more than what is committed plus the open transaction. `generation` counts
+    the revocations: a batch begun before one is not published (its counts went with the dropped state)."""
 
     def __init__(self, settings: Settings, key: bytes) -> None:
         self.settings, self.key = settings, key
         self.windows: dict[int, Windows] = {}
         self.cotries: dict[int, AlsoTriedCounts] = {}
+        self.generation = 0
+
+    def revoke(self) -> None:
+        self.windows, self.cotries = {}, {}
+        self.generation += 1
 
     def new_windows(self, partition: int) -> Windows:
         s = self.settings
@@ -65,17 +72,11 @@ class Partitions:
         return AlsoTriedCounts(s.analytics_top_k, s.analytics_half_life_days, s.analytics_window_days)
 
     def assign(self, events: set[int], cotries: set[int]) -> int:
-        """Read the state of newly assigned partitions back (blocking: run it in an executor); returns entries."""
-        fresh_events = events - set(self.windows)
-        fresh_cotries = cotries - set(self.cotries)
-        for p in set(self.windows) - events:
-            del self.windows[p]
-        for p in set(self.cotries) - cotries:
-            del self.cotries[p]
-        windows = {p: self.new_windows(p) for p in fresh_events}
-        counts = {p: self.new_counts() for p in fresh_cotries}
+        """Read the state of the assigned partitions back (blocking: run it in an executor); returns entries."""
+        windows = {p: self.new_windows(p) for p in events}
+        counts = {p: self.new_counts() for p in cotries}
         read = 0
-        wanted = sorted(fresh_events | fresh_cotries)
+        wanted = sorted(events | cotries)
         if wanted:
             s = self.settings
             for msg in read_to_end(s, s.analytics_state_topic, wanted, timeout_s=120.0, group=s.analytics_group):
@@ -85,8 +86,7 @@ class Partitions:
                 elif key.startswith("c/") and p in counts:
                     counts[p].restore(key, msg.value())
                 read += 1
-        self.windows.update(windows)
-        self.cotries.update(counts)
+        self.windows, self.cotries = windows, counts
         return read
 
 
@@ -188,6 +188,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     restored = asyncio.Event()
     holder: dict[str, Publisher] = {}
     started = asyncio.Lock()
+    gate = asyncio.Lock()  # a batch's publication, or a revocation: one at a time
+
+    async def publish(generation: int, out: list[Out], records: list[Record]) -> None:
+        """A batch's records with its offsets, unless partitions were revoked since it began (then its counts were
+        dropped with the state, and the next owner, maybe this worker again, counts its records from the committed
+        offsets)."""
+        async with gate:
+            if generation == owned.generation:
+                await (await publisher()).publish_records(out, next_offsets(records))
 
     async def new_producer() -> AIOKafkaProducer:
         old = holder.get("publisher")
@@ -220,21 +229,23 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def events(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(BATCH, within=BATCH_WINDOW_S):
             await restored.wait()
-            records = _records(batch)
+            generation, records = owned.generation, _records(batch)
             begun = time.perf_counter()
             out, touched = [], set()
             for record in records:
+                windows = owned.windows.get(record.partition)
+                if windows is None or not windows.first_time(record.offset):
+                    continue  # not (or no longer) this worker's partition; or fetched again: counted already
+                touched.add(record.partition)
                 try:
                     event = decode_event(record)
                 except ValueError as exc:
                     log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
                     out.append(dead_letter(settings, record, exc, worker_id))
                     continue
-                if event is None or record.partition not in owned.windows:
-                    continue  # a tombstone; or a partition revoked meanwhile (its next owner handles the record)
-                owned.windows[record.partition].add(event)
-                metrics.events.labels(TryOnEvent.Type.Name(event.type)).inc()
-                touched.add(record.partition)
+                if event is not None:  # None: a tombstone (an erased event)
+                    windows.add(event)
+                    metrics.events.labels(TryOnEvent.Type.Name(event.type)).inc()
             for p in sorted(touched):
                 changes = owned.windows[p].take_changes()
                 out += changes_to_records(settings, changes, p)
@@ -244,29 +255,37 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     metrics.windows_closed.labels(str(size)).inc(n)
                 metrics.cotries.inc(len(changes.cotries) // 2)
             metrics.stage_seconds.labels("aggregate").observe(time.perf_counter() - begun)
-            await (await publisher()).publish_records(out, next_offsets(records))
+            await publish(generation, out, records)
             yield None
 
     @app.agent(topic(settings.analytics_cotries_topic))
     async def cotries(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(BATCH, within=BATCH_WINDOW_S):
             await restored.wait()
-            records = _records(batch)
+            generation, records = owned.generation, _records(batch)
             touched = set()
             for record in records:
-                if record.partition in owned.cotries and record.value:
-                    owned.cotries[record.partition].add(CoTry.FromString(record.value))
-                    touched.add(record.partition)
+                counts = owned.cotries.get(record.partition)
+                if counts is None or not counts.first_time(record.offset):
+                    continue
+                touched.add(record.partition)
+                if record.value:  # written by analytics workers only: always a CoTry
+                    counts.add(CoTry.FromString(record.value))
             out = []
             for p in sorted(touched):
                 out += changes_to_records(settings, owned.cotries[p].take_changes(), p)
-            await (await publisher()).publish_records(out, next_offsets(records))
+            await publish(generation, out, records)
             yield None
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Every assignment starts from what is committed: the open transaction first, then the state read back."""
         restored.clear()
         try:
+            async with gate:
+                if "publisher" in holder:
+                    await holder["publisher"].flush()
+                owned.revoke()
             mine = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
             events_p = {p for t, p in mine if t == settings.events_topic}
             cotries_p = {p for t, p in mine if t == settings.analytics_cotries_topic}
@@ -286,10 +305,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        if "publisher" in holder:  # what was done with the partitions is committed before they move
-            await holder["publisher"].flush()
-        metrics.ready.set(0)
         restored.clear()
+        async with gate:
+            if "publisher" in holder:  # what was done with the partitions is committed before they move
+                await holder["publisher"].flush()
+            owned.revoke()  # read back from the state topic on the next assignment
+        metrics.ready.set(0)
 
     @app.timer(interval=max(settings.commit_interval_s, 0.05))  # type: ignore[untyped-decorator]
     async def commit_open_transaction() -> None:

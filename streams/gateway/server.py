@@ -49,6 +49,8 @@ PAGE_FPS = 15  # what the page is asked to send
 MAX_FPS = 2 * PAGE_FPS  # frames a second a page may send (bursts allowed up to a second's worth)
 MAX_CONTROLS_PER_S = 5.0  # control messages a second a page may send
 MAX_TEXT_BYTES = 4096  # a control message is a small JSON object
+MAX_SIZE_CHARS = 16  # the size of an add_to_cart or purchase (as the worker checks it)
+MAX_QUANTITY = 1000
 MAX_CONNECTIONS = 2000  # WebSockets per gateway instance; beyond, pages are told to try again (503)
 SESSIONS_PER_IP_PER_MINUTE = 30  # sessions one address may open a minute (POST /api/sessions), beyond: 429
 CAPTURE_HEADER = struct.Struct(">d")  # the page's capture time, ms
@@ -57,6 +59,7 @@ STATS_INTERVAL_S = 2.0
 MAX_PAGE_SESSIONS = 20_000  # sessions remembered across reconnects (~5 KB each: 64 capture times)
 PAGE_TIMES = 64  # the page's capture times kept per session (a few seconds of frames in flight)
 UNAUTHORIZED = 4401  # WebSocket close code: the token does not open this session
+COMMERCE = {"add_to_cart": SessionControl.ACTION_ADD_TO_CART, "purchase": SessionControl.ACTION_PURCHASE}
 STATUS_NAMES = {
     RenderedFrame.STATUS_DEGRADED: "degraded",
     RenderedFrame.STATUS_RATE_LIMITED: "rate_limited",
@@ -188,15 +191,23 @@ class Connection:
             "start": SessionControl.ACTION_START,
             "select_item": SessionControl.ACTION_SELECT_ITEM,
             "end": SessionControl.ACTION_END,
+            **COMMERCE,
         }
         action = actions.get(body.get("action"))  # type: ignore[arg-type]
         if action is None:
             raise Refused("unknown_action", f"action must be one of {', '.join(actions)}")
+        commerce = action in COMMERCE.values()
+        if commerce and not self.state.started:
+            raise Refused("not_started", 'send {"action": "start"} first')
         item_id = str(body.get("item_id") or "")
         if item_id and self.gateway.catalogue.get(item_id) is None:
             raise Refused("unknown_item", f"item {item_id!r} is not in the catalogue")
         if action == SessionControl.ACTION_SELECT_ITEM and not item_id:
             raise Refused("unknown_item", "select_item needs an item_id")
+        if commerce:
+            # The cart or purchase of the item named, else of the one being tried on; it does not change that one.
+            self._send_control(self._commerce_message(action, body, item_id or self.state.item_id))
+            return
         restart = action == SessionControl.ACTION_START and self.state.started
         if restart:
             # A page starts again after reconnecting, or with a new height or fit: the session goes on (a START
@@ -215,6 +226,21 @@ class Connection:
             self.state.item_id = item_id
         self.state.started = action != SessionControl.ACTION_END
         self._send_control(message)
+
+    def _commerce_message(
+        self, action: SessionControl.Action.ValueType, body: dict[str, Any], item_id: str
+    ) -> SessionControl:
+        if not item_id:
+            raise Refused("unknown_item", f"{body['action']} needs an item_id, or an item selected first")
+        size = "" if body.get("size") is None else body["size"]  # absent or null: none chosen
+        quantity = 1 if body.get("quantity") is None else body["quantity"]
+        if not isinstance(size, str) or len(size) > MAX_SIZE_CHARS:
+            raise Refused("bad_commerce", f"size is a string of at most {MAX_SIZE_CHARS} characters")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
+            raise Refused("bad_commerce", f"quantity is an integer from 1 to {MAX_QUANTITY}")
+        message = self._control_message(action, item_id)
+        message.size, message.quantity = size, quantity
+        return message
 
     def _control_message(self, action: SessionControl.Action.ValueType, item_id: str) -> SessionControl:
         return SessionControl(

@@ -57,7 +57,8 @@ def write_targets(settings: Settings, worker_ports: list[int], gateway_ports: li
 
 
 def write_config(settings: Settings) -> Path:
-    """Scrape jobs named as in production (the rules select `job="vto-worker"` and `job="triton"`), every 2 s so a
+    """Scrape jobs named as in production (the rules select `job="vto-worker"` and `job="triton"`; the analytics
+    worker is `job="vto-analytics"`), every 2 s so a
     test or a demo sees its figures at once; the rules of k8s/base/monitoring/prometheusrule.yaml."""
     rules = write_rules(settings.run_dir / "prometheus-rules.yml")
     config = {
@@ -72,6 +73,10 @@ def write_config(settings: Settings) -> Path:
             {
                 "job_name": "vto-gateway",
                 "file_sd_configs": [{"files": [str(settings.run_dir / "prometheus-gateways.json")]}],
+            },
+            {  # the embedded stack's one analytics worker (streams/stack/embedded.py `Analytics(0, ...)`)
+                "job_name": "vto-analytics",
+                "static_configs": [{"targets": [f"127.0.0.1:{settings.analytics_web_port}"]}],
             },
         ],
     }

@@ -1,7 +1,8 @@
 """Analytics against the real broker: synthetic sessions' events through a real analytics worker (a process, as
 the vto-analytics principal), SIGKILLed mid-stream and restarted; the aggregates, the funnel and the
 recommendations on the output topics must equal the truths computed independently from the sessions, exactly:
-nothing lost, nothing counted twice. A record that is not an event goes to the dead-letter topic with its reason."""
+nothing lost, nothing counted twice, nothing of an aborted transaction counted. A record that is not an event goes
+to the dead-letter topic with its reason."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def test_sigkilled_analytics_worker_neither_loses_nor_double_counts(stack: Setti
     half = len(synthetic.records) // 2
     garbage = [(0, b"not-an-event", b"\xff\x00 not a protobuf"), (1, b"no-time/0", b"\n\x01s\x18\x01")]
     run.produce(synthetic.records[:half] + garbage)
+    # A stream worker's aborted batch: events that never happened (a copy of some, under other sessions' keys).
+    phantoms = [(p, b"phantom/" + key, value) for p, key, value in synthetic.records[:300] if value]
+    run.produce_aborted(phantoms)
     run.start()
     try:
         committed_at_kill, ends = 0, 0

@@ -21,6 +21,7 @@ from streams.gateway.server import STATIC, Connection, Gateway, Refused
 from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice
 from streams.proto.vto.v1.frame_pb2 import Frame
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
+from streams.proto.vto.v1.session_control_pb2 import SessionControl
 from streams.settings import Settings
 
 JPEG = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
@@ -144,8 +145,6 @@ async def test_a_slow_page_gets_the_newest_rendered_frame_and_status_and_advice_
 
 
 def test_a_second_start_of_the_same_session_changes_its_item_instead_of_restarting_it() -> None:
-    from streams.proto.vto.v1.session_control_pb2 import SessionControl
-
     conn, relay, _ = connection()
     conn.state.started = False  # a new session
     conn.control(json.dumps({"action": "start", "item_id": "tee-breton-stripes"}))
@@ -157,6 +156,91 @@ def test_a_second_start_of_the_same_session_changes_its_item_instead_of_restarti
         SessionControl.ACTION_SET_FIT_PROFILE,
     ]
     assert SessionControl.FromString(relay.records[-1][2]).height_cm == 170
+
+
+@pytest.mark.parametrize(
+    ("body", "action", "item", "size", "quantity"),
+    [
+        ({"action": "add_to_cart"}, SessionControl.ACTION_ADD_TO_CART, "tee-breton-stripes", "", 1),
+        (
+            {"action": "add_to_cart", "item_id": "sunglasses-purple", "size": "M", "quantity": 2},
+            SessionControl.ACTION_ADD_TO_CART,
+            "sunglasses-purple",
+            "M",
+            2,
+        ),
+        (
+            {"action": "purchase", "size": "EU 42", "quantity": None},
+            SessionControl.ACTION_PURCHASE,
+            "tee-breton-stripes",
+            "EU 42",
+            1,
+        ),
+        (
+            {"action": "purchase", "item_id": "sunglasses-purple", "size": "X" * 16, "quantity": 1000},
+            SessionControl.ACTION_PURCHASE,
+            "sunglasses-purple",
+            "X" * 16,
+            1000,
+        ),
+    ],
+)
+def test_a_cart_or_purchase_becomes_a_session_control_of_the_item_named_or_the_one_tried_on(
+    body: dict[str, Any], action: int, item: str, size: str, quantity: int
+) -> None:
+    conn, relay, _ = connection()
+    conn.state.item_id = "tee-breton-stripes"  # being tried on
+    conn.control(json.dumps(body))
+    ((topic, key, value),) = relay.records
+    control = SessionControl.FromString(value)
+    assert (topic, key) == (conn.gateway.settings.control_topic, b"web-1")
+    assert (control.action, control.item_id, control.size, control.quantity) == (action, item, size, quantity)
+    assert control.session_id == "web-1" and control.session_token == "token" and control.time_unix_us > 0
+    assert conn.state.item_id == "tee-breton-stripes" and conn.state.started  # what is tried on is unchanged
+
+
+@pytest.mark.parametrize(
+    ("body", "started", "item", "reason"),
+    [
+        ({"action": "add_to_cart"}, False, "tee-breton-stripes", "not_started"),
+        ({"action": "purchase"}, True, "", "unknown_item"),
+        ({"action": "add_to_cart", "item_id": "no-such-item"}, True, "tee-breton-stripes", "unknown_item"),
+        ({"action": "purchase", "size": "X" * 17}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "add_to_cart", "size": 42}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "add_to_cart", "quantity": 0}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "purchase", "quantity": 1001}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "purchase", "quantity": -1}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "add_to_cart", "quantity": 1.5}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "add_to_cart", "quantity": "2"}, True, "tee-breton-stripes", "bad_commerce"),
+        ({"action": "add_to_cart", "quantity": True}, True, "tee-breton-stripes", "bad_commerce"),
+    ],
+)
+def test_a_cart_or_purchase_without_an_item_or_with_a_bad_size_or_quantity_is_refused(
+    body: dict[str, Any], started: bool, item: str, reason: str
+) -> None:
+    conn, relay, _ = connection()
+    conn.state.started, conn.state.item_id = started, item
+    with pytest.raises(Refused) as refused:
+        conn.control(json.dumps(body))
+    assert refused.value.reason == reason and relay.records == []
+
+
+def test_carts_and_purchases_count_against_the_control_rate_like_other_messages() -> None:
+    conn, relay, _ = connection()
+    conn.state.item_id = "tee-breton-stripes"
+    reasons = []
+    bodies = [{"action": "add_to_cart"}, {"action": "purchase"}] * int(server.MAX_CONTROLS_PER_S)
+    bodies[int(server.MAX_CONTROLS_PER_S)] = {"action": "select_item", "item_id": "sunglasses-purple"}
+    for body in bodies[: int(server.MAX_CONTROLS_PER_S) + 2]:
+        try:
+            conn.control(json.dumps(body))
+        except Refused as refused:
+            reasons.append(refused.reason)
+    # A second's worth of carts and purchases goes out; then they, and the other messages, wait their turn.
+    actions = [SessionControl.FromString(value).action for _, _, value in relay.records]
+    commerce = [SessionControl.ACTION_ADD_TO_CART, SessionControl.ACTION_PURCHASE] * int(server.MAX_CONTROLS_PER_S)
+    assert actions == commerce[: int(server.MAX_CONTROLS_PER_S)]
+    assert reasons == ["too_many_messages"] * 2 and conn.state.item_id == "tee-breton-stripes"
 
 
 def test_the_page_references_only_files_the_gateway_serves_and_its_script_parses() -> None:

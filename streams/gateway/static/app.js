@@ -28,6 +28,9 @@
     cameraMode: $('camera-mode'),
     stop: $('stop'),
     catalogue: $('catalogue'),
+    addToCart: $('add-to-cart'),
+    buy: $('buy'),
+    cartNote: $('cart-note'),
   };
   const params = new URLSearchParams(location.search);
   const now = () => performance.now();
@@ -143,6 +146,9 @@
     el.photoShortcut.hidden = state !== 'no-camera';
     el.stop.hidden = !consent;
     el.cameraMode.hidden = source !== 'photo' || !hasCameraApi();
+    const canShop = wsOpen && started && !!vto.selectedItem; // the gateway takes a cart only after start
+    el.addToCart.disabled = !canShop;
+    el.buy.disabled = !canShop;
   }
 
   function showMessage(text, ms = 4000) {
@@ -277,6 +283,19 @@
       /* a sandboxed page may refuse; the link is a nicety */
     }
     if (send && changed && started) sendJson({ action: 'select_item', item_id: id });
+    if (changed) el.cartNote.hidden = true;
+    updateState();
+  }
+
+  // ---- cart and purchase: what the shopper did with the item tried on, for analytics ----
+  function sendCommerce(action) {
+    const id = vto.selectedItem;
+    if (!id || !started || !ws || ws.readyState !== WebSocket.OPEN) return;
+    sendJson({ action, item_id: id, quantity: 1 });
+    const item = selectedCatalogueItem();
+    const name = item ? item.name || item.id : id;
+    el.cartNote.textContent = action === 'purchase' ? `Bought “${name}”.` : `Added “${name}” to the cart.`;
+    el.cartNote.hidden = false;
   }
 
   // ---- size advice ----
@@ -465,6 +484,7 @@
     if (vto.selectedItem) message.item_id = vto.selectedItem;
     sock.send(JSON.stringify(message));
     started = true;
+    updateState();
     nextCapture = 0;
     scheduleCapture();
   }
@@ -507,6 +527,7 @@
     unknown_item: 'That item is not available.',
     malformed_json: 'The page and the server disagree; try reloading.',
     unknown_action: 'The page and the server disagree; try reloading.',
+    bad_commerce: 'The cart could not take that; try again.',
     bad_token: 'The session expired; starting a new one.',
   };
 
@@ -857,6 +878,8 @@
       const button = event.target.closest('button.item');
       if (button) selectItem(button.dataset.itemId, true);
     });
+    el.addToCart.addEventListener('click', () => sendCommerce('add_to_cart'));
+    el.buy.addEventListener('click', () => sendCommerce('purchase'));
     el.photoMode.addEventListener('click', () => {
       const file = el.photoInput.files && el.photoInput.files[0];
       if (file) usePhoto(file);

@@ -362,20 +362,26 @@ Global___AnalyticsSession: _TypeAlias = AnalyticsSession  # noqa: Y015
 
 @_typing.final
 class PartitionClock(_message.Message):
-    """The event time of a partition (key e/clock): its latest event's time; windows close behind it."""
+    """Where a partition stands (key e/clock, or c/clock for a co-tries partition): its latest event's time (windows
+    close behind it), and the offset of the next record to count. A record below it is already counted: one fetched
+    again after a rebalance is skipped, so the state and the offsets committed with it always agree.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     WATERMARK_UNIX_US_FIELD_NUMBER: _builtins.int
+    NEXT_OFFSET_FIELD_NUMBER: _builtins.int
     watermark_unix_us: _builtins.int
+    next_offset: _builtins.int
     def __init__(
         self,
         *,
         watermark_unix_us: _builtins.int = ...,
+        next_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["watermark_unix_us", b"watermark_unix_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_offset", b"next_offset", "watermark_unix_us", b"watermark_unix_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -383,7 +389,7 @@ Global___PartitionClock: _TypeAlias = PartitionClock  # noqa: Y015
 
 @_typing.final
 class CoTryCounts(_message.Message):
-    """An item's co-tries per day (key c/<item_id>, on the co-tries partition): what AlsoTried is computed from."""
+    """An item's co-tries per day (key c/items/<item_id>, on the co-tries partition): what AlsoTried is computed from."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
