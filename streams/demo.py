@@ -23,6 +23,7 @@ from streams import kafka_client
 from streams.accounting import account_when_settled
 from streams.analytics import live
 from streams.errors import VTOError
+from streams.proto.vto.v1.analytics_pb2 import ItemAggregate
 from streams.proto.vto.v1.rendered_frame_pb2 import RenderedFrame
 from streams.sender import commerce, frames_of, send
 from streams.settings import Settings
@@ -103,16 +104,15 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, tile: int = 240) -
 
 
 def analytics_summary(
-    settings: Settings, since_us: int, tried: list[str], timeout_s: float = 60.0
+    settings: Settings, before: dict[bytes, ItemAggregate], tried: list[str], timeout_s: float = 60.0
 ) -> dict[str, object]:
-    """The run's own analytics, as the analytics worker published them: per item over the 60-s windows since the run
-    began (other runs' sessions are in earlier windows), once the purchase has arrived; and what the first item is
+    """The run's own analytics, as the analytics worker published them: per item, what the 60-s windows gained since
+    `before` (read when the run began), once the run's purchase has arrived; and what the first item is
     recommended with."""
-    since = since_us - since_us % 60_000_000
     deadline = time.monotonic() + timeout_s
     rows: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        rows = live.items(settings, 60, since)
+        rows = [r for r in live.item_rows(live.added_since(before, live.item_records(settings)), 60) if r["sessions"]]
         if any(int(r["purchases"]) for r in rows):  # type: ignore[call-overload]
             break
         time.sleep(1.0)
@@ -134,6 +134,7 @@ def run(
     embedded.up(settings, with_prometheus=observed)
     try:
         consumer = rendered_consumer(settings)
+        before = live.item_records(settings)  # the demo's analytics are what its session adds to these
         session = f"demo-{uuid.uuid4().hex[:8]}"
         results: list[tuple[RenderedFrame, int]] = []
         expected = [len(clip)]
@@ -151,7 +152,7 @@ def run(
         tried = list(items or DEFAULT_ITEMS)
         commerce(settings, session, False, tried[0], "M")  # the shopper liked the first item: cart, then bought it
         commerce(settings, session, True, tried[0], "M")
-        analytics = analytics_summary(settings, sent[0].capture_time_unix_us if sent else 0, tried)
+        analytics = analytics_summary(settings, before, tried)
     finally:
         if not keep_up:
             embedded.down(settings)

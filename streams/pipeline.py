@@ -802,6 +802,12 @@ class FramePipeline:
                 check_fit_profile(control)
             if control.action in COMMERCE:
                 check_commerce(control)
+            ahead_s = control.time_unix_us / 1e6 - now_us() / 1e6
+            if ahead_s > self.settings.max_clock_skew_s:
+                # Its time becomes an event time: one far in the future would close every analytics window.
+                raise BadInput(
+                    "future_time", f"SessionControl.time_unix_us is {ahead_s:.1f} s ahead of the worker's clock"
+                )
             if (
                 control.item_id
                 and control.action != SessionControl.ACTION_END
@@ -826,6 +832,7 @@ class FramePipeline:
             # A (re)started session tracks afresh, unless this START is older than frames already handled (the
             # control and frame topics are consumed independently): wiping their state would replay the track.
             if known is not None and (not control.time_unix_us or control.time_unix_us >= known.capture_time_unix_us):
+                self._end_dwell(out, sid, known, control.time_unix_us or now_us())
                 del self.sessions[sid]
                 self._remember_count(sid, known.events_sent)  # a restart numbers its events on
         self._session(sid).partition = record.partition

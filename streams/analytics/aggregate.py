@@ -103,6 +103,12 @@ class Windows:
     def add(self, event: TryOnEvent) -> None:
         """Fold one event in (docs/analytics.md): per window size unless late for it; not at all if late for all."""
         t = event.event_time_unix_us
+        who = pseudonym(self.key, event.session_id)
+        if event.type == E.TYPE_SESSION_ERASED:  # forgotten whenever it comes, late or not
+            self.sessions.pop(who, None)
+            self._dirty_sessions.discard(who)
+            self._forgotten.add(who)
+            return
         sizes = []
         for size in WINDOWS_S:
             if window_start(t, size) + size * 1_000_000 + self.grace_us <= self.watermark:
@@ -113,12 +119,6 @@ class Windows:
                 sizes.append(size)
         self.watermark = max(self.watermark, t)
         if not sizes:
-            return
-        who = pseudonym(self.key, event.session_id)
-        if event.type == E.TYPE_SESSION_ERASED:
-            self.sessions.pop(who, None)
-            self._dirty_sessions.discard(who)
-            self._forgotten.add(who)
             return
         session = self.sessions.setdefault(who, AnalyticsSession())
         session.last_unix_us = max(session.last_unix_us, t)
@@ -182,7 +182,7 @@ class Windows:
                 continue
             for size in WINDOWS_S:
                 ikey = (size, window_start(seen.time_unix_us, size), item)
-                if ikey in self.items:  # still open (a closed window's counts are final)
+                if ikey in self.items and not self._closed(size, ikey[1]):  # a closed window's counts are final
                     _inc(self.items[ikey], "purchases_after_tryon" if seen.purchase else "carts_after_tryon")
                     self._dirty_items.add(ikey)
         del session.without_tryon[:]

@@ -3,6 +3,7 @@ the latest record of each key of the aggregate topics (committed only), per-part
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from statistics import median
 from typing import Any
@@ -65,9 +66,47 @@ def item_rows(aggregates: Iterable[ItemAggregate], window_s: int, since_us: int 
     return sorted(rows, key=lambda r: (-int(r["sessions"]), str(r["item_id"])))
 
 
+def item_records(settings: Settings) -> dict[bytes, ItemAggregate]:
+    """The current record of every per-item window (and partition)."""
+    return {k: ItemAggregate.FromString(v) for k, v in latest(settings, settings.analytics_items_topic).items()}
+
+
 def items(settings: Settings, window_s: int = 3600, since_us: int = 0) -> list[dict[str, Any]]:
-    records = latest(settings, settings.analytics_items_topic).values()
-    return item_rows((ItemAggregate.FromString(v) for v in records), window_s, since_us)
+    return item_rows(item_records(settings).values(), window_s, since_us)
+
+
+COUNTS = (
+    "selections",
+    "sessions",
+    "renders",
+    "dwell_us_total",
+    "carts",
+    "carts_after_tryon",
+    "purchases",
+    "purchases_after_tryon",
+)
+
+
+def added_since(before: dict[bytes, ItemAggregate], after: dict[bytes, ItemAggregate]) -> list[ItemAggregate]:
+    """What the sessions between two readings added, window by window: the later counts minus the earlier (the
+    demo's own sessions, when nothing else ran meanwhile)."""
+    added = []
+    for key, now in after.items():
+        was = before.get(key, ItemAggregate())
+        delta = ItemAggregate(item_id=now.item_id, window_s=now.window_s, window_start_unix_us=now.window_start_unix_us)
+        for name in COUNTS:
+            setattr(delta, name, getattr(now, name) - getattr(was, name))
+        gone = Counter(was.dwell_us)  # the values that were there before leave once each
+        for value in now.dwell_us:
+            if gone[value]:
+                gone[value] -= 1
+            else:
+                delta.dwell_us.append(value)
+        for size, n in now.advised_sizes.items():
+            if n - was.advised_sizes.get(size, 0):
+                delta.advised_sizes[size] = n - was.advised_sizes.get(size, 0)
+        added.append(delta)
+    return added
 
 
 def funnel(settings: Settings, window_s: int = 3600, since_us: int = 0) -> list[dict[str, Any]]:

@@ -127,8 +127,9 @@ def changes_to_records(settings: Settings, changes: Changes, partition: int) -> 
     return out
 
 
-def decode_event(record: Record) -> TryOnEvent | None:
-    """The event of a record; None for a tombstone (an erased event). ValueError for a record that is not one."""
+def decode_event(record: Record, max_skew_s: float = 5.0) -> TryOnEvent | None:
+    """The event of a record; None for a tombstone (an erased event). ValueError for a record that is not one, or
+    one dated further ahead of this worker's clock than `max_skew_s` (it would close every window)."""
     if record.value is None:
         return None
     try:
@@ -141,6 +142,9 @@ def decode_event(record: Record) -> TryOnEvent | None:
         raise ValueError("missing_event_time: TryOnEvent.event_time_unix_us is not set")
     if event.type == TryOnEvent.TYPE_UNSPECIFIED or event.type not in TryOnEvent.Type.values():
         raise ValueError(f"unknown_type: TryOnEvent.type {event.type}")
+    ahead_s = event.event_time_unix_us / 1e6 - now_us() / 1e6
+    if ahead_s > max_skew_s:
+        raise ValueError(f"future_event_time: the event is dated {ahead_s:.0f} s ahead of the worker's clock")
     return event
 
 
@@ -160,11 +164,15 @@ def dead_letter(settings: Settings, record: Record, error: ValueError, worker_id
     return Out(settings.dead_letter_topic, "dead_letter", record.key, letter.SerializeToString())
 
 
-def _records(events: Iterable[Any]) -> list[Record]:
+def current_records(events: Iterable[Any], generation_id: int) -> list[Record]:
+    """The records of a batch fetched in the consumer's current generation. One fetched before the last rebalance
+    is left out: the seek to the committed offsets that followed it delivers it again, after records that would
+    otherwise be counted before it (and it then skipped as counted already)."""
     out = []
     for e in events:
         msg = e.message
-        out.append(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value))
+        if msg.generation_id == generation_id:
+            out.append(Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value))
     return out
 
 
@@ -195,7 +203,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         dropped with the state, and the next owner, maybe this worker again, counts its records from the committed
         offsets)."""
         async with gate:
-            if generation == owned.generation:
+            if generation == owned.generation and (out or records):
                 await (await publisher()).publish_records(out, next_offsets(records))
 
     async def new_producer() -> AIOKafkaProducer:
@@ -229,16 +237,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def events(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(BATCH, within=BATCH_WINDOW_S):
             await restored.wait()
-            generation, records = owned.generation, _records(batch)
+            generation, records = owned.generation, current_records(batch, app.consumer_generation_id)
             begun = time.perf_counter()
-            out, touched = [], set()
+            out, touched, counted = [], set(), []
             for record in records:
                 windows = owned.windows.get(record.partition)
                 if windows is None or not windows.first_time(record.offset):
                     continue  # not (or no longer) this worker's partition; or fetched again: counted already
                 touched.add(record.partition)
+                counted.append(record)
                 try:
-                    event = decode_event(record)
+                    event = decode_event(record, settings.max_clock_skew_s)
                 except ValueError as exc:
                     log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
                     out.append(dead_letter(settings, record, exc, worker_id))
@@ -255,26 +264,27 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     metrics.windows_closed.labels(str(size)).inc(n)
                 metrics.cotries.inc(len(changes.cotries) // 2)
             metrics.stage_seconds.labels("aggregate").observe(time.perf_counter() - begun)
-            await publish(generation, out, records)
+            await publish(generation, out, counted)
             yield None
 
     @app.agent(topic(settings.analytics_cotries_topic))
     async def cotries(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(BATCH, within=BATCH_WINDOW_S):
             await restored.wait()
-            generation, records = owned.generation, _records(batch)
-            touched = set()
+            generation, records = owned.generation, current_records(batch, app.consumer_generation_id)
+            touched, counted = set(), []
             for record in records:
                 counts = owned.cotries.get(record.partition)
                 if counts is None or not counts.first_time(record.offset):
                     continue
                 touched.add(record.partition)
+                counted.append(record)
                 if record.value:  # written by analytics workers only: always a CoTry
                     counts.add(CoTry.FromString(record.value))
             out = []
             for p in sorted(touched):
                 out += changes_to_records(settings, owned.cotries[p].take_changes(), p)
-            await publish(generation, out, records)
+            await publish(generation, out, counted)
             yield None
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]

@@ -253,14 +253,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # Analytics (docs/analytics.md). Its state: open windows and remembered sessions (pseudonyms, no personal
         # data), on the partition of the events (or co-tries) partition they belong to; each entry is tombstoned
         # when its window closes or its session is forgotten, so compaction keeps it small; an entry not rewritten
-        # for a week (a partition without events) expires.
+        # for 35 days expires (longer than the 28 days of co-tries an item's recommendations count).
         NewTopic(
             settings.analytics_state_topic,
             n,
             1,
             config={
                 "cleanup.policy": "compact,delete",
-                "retention.ms": str(7 * 24 * 3600 * 1000),
+                "retention.ms": str(35 * 24 * 3600 * 1000),
                 "segment.ms": "60000",
                 "min.cleanable.dirty.ratio": "0.1",
                 "max.compaction.lag.ms": "60000",

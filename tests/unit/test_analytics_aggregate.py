@@ -4,11 +4,16 @@ events too late for every window, erased sessions, and a state handed to a new o
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from streams.analytics.aggregate import AlsoTriedCounts, Windows, merged_items, window_start
+from streams.analytics.pseudonym import pseudonym
 from streams.analytics.synthetic import generate
 from streams.proto.vto.v1.analytics_pb2 import AlsoTried, CoTry, FunnelAggregate, ItemAggregate
+from streams.proto.vto.v1.fit_advice_pb2 import FitAdvice
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
 from tests.analytics_truth import assert_matches, funnel_totals, item_totals
 
@@ -175,3 +180,79 @@ def test_recommendations_decay_and_drop_old_days() -> None:
         ("newer", 0.25, 1),
     ]
     assert after.reference_day == 128
+
+
+def test_what_a_run_added_is_the_later_counts_minus_the_earlier() -> None:
+    from streams.analytics.live import added_since, item_rows
+
+    synthetic = generate(7, sessions=60)
+    run = Run()
+    cut = len(synthetic.records) // 3
+    run.feed(synthetic.records[:cut])
+    key = lambda a: f"{a.window_s}/{a.window_start_unix_us}/{a.item_id}/{a.partition}".encode()  # noqa: E731
+    before = {key(a): ItemAggregate.FromString(a.SerializeToString()) for a in run.items.values()}
+    run.feed(synthetic.records[cut:])
+    after = {key(a): a for a in run.items.values()}
+    rows = {r["item_id"]: r for r in item_rows(added_since(before, after), 3600)}
+    whole = {r["item_id"]: r for r in item_rows(list(after.values()), 3600)}
+    first = {r["item_id"]: r for r in item_rows(list(before.values()), 3600)}
+    for item, total in whole.items():
+        for name in ("sessions", "selections", "renders", "carts", "purchases", "purchases_after_tryon"):
+            assert rows[item][name] == total[name] - first.get(item, {}).get(name, 0), (item, name)
+    assert sum(r["renders"] for r in rows.values()) > 0
+
+
+def ev(session: str, kind: int, t_s: float, item: str = "x", **fields: object) -> TryOnEvent:
+    event = TryOnEvent(session_id=session, item_id=item, type=kind, event_time_unix_us=int(t_s * 1e6))  # type: ignore[arg-type]
+    for name, value in fields.items():
+        getattr(event, name).CopyFrom(value) if name == "fit_advice" else setattr(event, name, value)
+    return event
+
+
+BASE_S = 1_000 * 3600.0  # an hour boundary
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_try_after_its_window_closed_does_not_change_the_final_counts(batched: bool) -> None:
+    # s2 carts x at 20 s; an event at 200 s closes that minute; then s carts x at 30 s and tried it at 25 s (late for
+    # the minute, in time for the hour). The minute's final record must not depend on where batches fall.
+    w = Windows(0, KEY, GRACE_S, TTL_S)
+    finals = []
+    events = [
+        ev("s2", TryOnEvent.TYPE_ADD_TO_CART, BASE_S + 20),
+        ev("s3", TryOnEvent.TYPE_SESSION_STARTED, BASE_S + 200),
+        ev("s", TryOnEvent.TYPE_ADD_TO_CART, BASE_S + 30),
+        ev("s", TryOnEvent.TYPE_TRY_ON_RENDERED, BASE_S + 25),
+    ]
+    for i, event in enumerate(events):
+        w.add(event)
+        if not batched or i == len(events) - 1:
+            finals += [a for a in w.take_changes().items if a.final and a.window_s == 60]
+    assert [(a.carts, a.carts_after_tryon) for a in finals] == [(1, 0)]
+    hour = merged_items(w.take_changes().items or list(w.items.values()))[(3600, int(BASE_S * 1e6), "x")]
+    assert (hour.carts, hour.carts_after_tryon) == (2, 1)  # the hour is open: s's cart became after try-on
+
+
+def test_an_erasure_forgets_the_session_even_when_it_comes_late() -> None:
+    w = Windows(0, KEY, GRACE_S, TTL_S)
+    w.add(ev("s", TryOnEvent.TYPE_TRY_ON_RENDERED, BASE_S))
+    w.add(ev("other", TryOnEvent.TYPE_SESSION_STARTED, BASE_S + 3 * 3600))  # every window of the first is closed
+    w.take_changes()
+    w.add(ev("s", TryOnEvent.TYPE_SESSION_ERASED, BASE_S + 1))
+    changes = w.take_changes()
+    assert pseudonym(KEY, "s") not in w.sessions
+    assert changes.state[f"e/s/{pseudonym(KEY, 's')}"] is None
+
+
+def test_advice_counts_for_the_item_it_names() -> None:
+    w = Windows(0, KEY, GRACE_S, TTL_S)
+    advice = FitAdvice(item_id="jeans", size="M")
+    w.add(ev("s", TryOnEvent.TYPE_FIT_ADVICE, BASE_S, item="tee", fit_advice=advice))
+    w.add(ev("s", TryOnEvent.TYPE_FIT_ADVICE, BASE_S + 1, item="tee", fit_advice=advice))  # the same: once
+    got = {k[2]: dict(a.advised_sizes) for k, a in merged_items(w.take_changes().items).items() if k[0] == 60}
+    assert got == {"jeans": {"M": 1}}
+
+
+def test_the_pseudonym_is_a_keyed_hash() -> None:
+    assert pseudonym(KEY, "s1") == hmac.new(KEY, b"s1", hashlib.sha256).hexdigest()[:32]
+    assert pseudonym(b"another key of 32 bytes........", "s1") != pseudonym(KEY, "s1")

@@ -3,11 +3,14 @@ changes become records (topics, keys, partitions), and that its consumer reads c
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.analytics.aggregate import Windows
-from streams.analytics.worker import changes_to_records, create_app, dead_letter, decode_event
+from streams.analytics.worker import changes_to_records, create_app, current_records, dead_letter, decode_event
 from streams.pipeline import Record
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.proto.vto.v1.tryon_event_pb2 import TryOnEvent
@@ -32,6 +35,14 @@ def rec(value: bytes | None, partition: int = 2) -> Record:
         (TryOnEvent(session_id="s", type=TryOnEvent.TYPE_SESSION_STARTED).SerializeToString(), "missing_event_time"),
         (TryOnEvent(session_id="s", event_time_unix_us=T).SerializeToString(), "unknown_type"),
         (TryOnEvent(session_id="s", type=99, event_time_unix_us=T).SerializeToString(), "unknown_type"),  # type: ignore[arg-type]
+        (
+            TryOnEvent(
+                session_id="s",
+                type=TryOnEvent.TYPE_PURCHASE,
+                event_time_unix_us=time.time_ns() // 1000 + 86_400_000_000,
+            ).SerializeToString(),
+            "future_event_time",
+        ),
     ],
 )
 def test_a_record_that_is_not_an_event_is_dead_lettered_with_its_reason(value: bytes, reason: str) -> None:
@@ -80,3 +91,12 @@ async def test_the_consumer_reads_committed_records_only() -> None:
         assert consumer._isolation_level == "read_committed"
     finally:
         await consumer.stop()
+
+
+def test_records_fetched_before_the_last_rebalance_are_left_out() -> None:
+    def event(offset: int, generation: int) -> SimpleNamespace:
+        message = SimpleNamespace(topic="t", partition=0, offset=offset, key=b"k", value=b"v", generation_id=generation)
+        return SimpleNamespace(message=message)
+
+    batch = [event(100, 3), event(101, 3), event(50, 4), event(51, 4)]  # a buffer from generation 3, then the seek
+    assert [r.offset for r in current_records(batch, 4)] == [50, 51]

@@ -374,6 +374,37 @@ async def test_dwell_cart_and_purchase_events_carry_their_event_times() -> None:
     assert keys == [b"s1/4", b"s1/5", b"s1/6"]  # STARTED, TRY_ON_RENDERED, ITEM_DWELL, ITEM_SELECTED before them
 
 
+async def test_dwell_counts_stretches_with_a_pose_per_item_and_a_restart_ends_it() -> None:
+    pipeline, _ = make(FakeTryOn())
+    base = time.time_ns() // 1000 - 1_500_000
+    pipeline.handle_control(_control(SessionControl.ACTION_START, time_unix_us=base - 1))
+    tryon = pipeline.tryon
+    events: list[TryOnEvent] = []
+    # tee: 0, 100 ms (+100), no pose at 200 ms (not counted, ends the stretch), 300 ms (new stretch), 400 ms (+100);
+    # then frames naming the dress switch the item: the tee's dwell goes out at the first dress frame.
+    plan = [(0, "tee", 0.99), (100, "tee", 0.99), (200, "tee", 0.0), (300, "tee", 0.99), (400, "tee", 0.99)]
+    plan += [(500, "dress", 0.99), (700, "dress", 0.99)]
+    for seq, (offset_ms, item, score) in enumerate(plan):
+        tryon.score = score  # type: ignore[attr-defined]
+        f = frame(seq=seq, capture_time_unix_us=base + offset_ms * 1000, item_id=item)
+        out = await pipeline.handle_frames([record(f.SerializeToString(), offset=seq)])
+        events += [TryOnEvent.FromString(v) for _, _, v in out.events if v]
+    dwell = [e for e in events if e.type == TryOnEvent.TYPE_ITEM_DWELL]
+    assert [(e.item_id, e.dwell_us, e.frames, e.event_time_unix_us) for e in dwell] == [
+        ("tee", 200_000, 4, base + 500_000)
+    ]
+    restart = pipeline.handle_control(_control(SessionControl.ACTION_START, time_unix_us=base + 800_000))
+    ended = [TryOnEvent.FromString(v) for _, _, v in restart.events if v]
+    first = ended[0]  # the restart's first event: the dress's dwell, then SESSION_STARTED
+    assert (first.type, first.item_id, first.dwell_us, first.frames) == (
+        TryOnEvent.TYPE_ITEM_DWELL,
+        "dress",
+        200_000,
+        2,
+    )
+    assert ended[1].type == TryOnEvent.TYPE_SESSION_STARTED
+
+
 @pytest.mark.parametrize(
     ("rec", "reason"),
     [
@@ -388,6 +419,7 @@ async def test_dwell_cart_and_purchase_events_carry_their_event_times() -> None:
         (_control(SessionControl.ACTION_ADD_TO_CART, item=""), "bad_commerce"),
         (_control(SessionControl.ACTION_PURCHASE, size="X" * 17), "bad_commerce"),
         (_control(SessionControl.ACTION_PURCHASE, quantity=5000), "bad_commerce"),
+        (_control(SessionControl.ACTION_PURCHASE, time_unix_us=time.time_ns() // 1000 + 3_600_000_000), "future_time"),
     ],
 )
 def test_bad_session_control_is_dead_lettered(rec: Record, reason: str) -> None:
