@@ -1,5 +1,6 @@
 """Fault figures: runs the fault tests against the real services (a worker SIGKILLed, the broker restarted, a
-worker joining and leaving, Triton killed, a worker SIGTERMed and drained) and writes what each measured to
+worker joining and leaving, Triton killed, a worker SIGTERMed and drained, the analytics worker SIGKILLed) and
+writes what each measured to
 loadtest/results/faults-<date>.json: frames sent, rendered, dropped by reason, dead-lettered, unaccounted, events,
 recovery and drain times.
 
@@ -19,6 +20,7 @@ TESTS = [
     "tests/integration/test_faults.py",
     "tests/integration/test_worker_takeover.py",
     "tests/integration/test_lifecycle.py",
+    "tests/integration/test_analytics.py",
 ]
 
 
