@@ -86,10 +86,18 @@ DRAIN_EXPIRED = 75  # exit status of a worker whose drain outlasted VTO_DRAIN_TI
 
 
 def transactional_app(
-    settings: Settings, app_id: str, instance: str, web_port: int, batch: int, worker_id: str, **options: Any
+    settings: Settings,
+    app_id: str,
+    instance: str,
+    web_port: int,
+    batch: int,
+    worker_id: str,
+    read_committed: bool = False,
+    **options: Any,
 ) -> faust.App:
     """A Faust app whose consumer offsets are committed only inside the publisher's transactions (the stream worker
-    and the analytics worker): raw bytes in, topics never declared, static membership when `instance` is set."""
+    and the analytics worker): raw bytes in, topics never declared, static membership when `instance` is set.
+    `read_committed`: for an app whose input is written in transactions (the analytics worker's)."""
     app = faust.App(
         app_id,
         broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
@@ -127,18 +135,20 @@ def transactional_app(
 
     app.consumer._commit = offsets_go_with_transactions  # type: ignore[attr-defined]
 
-    # Read committed records only: what this app consumes may be written in transactions (try-on events, co-tries)
-    # and a transaction that is aborted (its worker died) must never be counted. Faust reads uncommitted unless its
-    # own exactly-once mode is on, which this app does not use (streams/analytics/worker.py says why).
+    if not read_committed:  # the stream worker's input (frames, control) is not written in transactions
+        return app
+    # Read committed records only: what this app consumes is written in transactions (try-on events, co-tries) and
+    # a transaction that is aborted (its worker died) must never be counted. Faust reads uncommitted unless its own
+    # exactly-once mode is on, which is not used here (streams/analytics/worker.py says why).
     thread = app.consumer._thread  # type: ignore[attr-defined]
     create = thread._create_worker_consumer
 
-    def read_committed(transport: Any) -> Any:
+    def committed_only(transport: Any) -> Any:
         consumer = create(transport)
         consumer._isolation_level = "read_committed"
         return consumer
 
-    thread._create_worker_consumer = read_committed
+    thread._create_worker_consumer = committed_only
     return app
 
 

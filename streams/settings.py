@@ -163,7 +163,11 @@ class Settings(BaseSettings):
         description="Stable name of this analytics worker: its Kafka transactional id (a restart aborts what its "
         "predecessor left open at once). Empty: host and process id.",
     )
-    analytics_web_port: int = Field(6067, description="Analytics worker HTTP port: /metrics, /livez, /readyz.")
+    analytics_web_port: int = Field(
+        6090,
+        description="Analytics worker HTTP port: /metrics, /livez, /readyz (apart from the workers' "
+        "VTO_WORKER_WEB_PORT + N).",
+    )
     analytics_secret: SecretStr = Field(
         SecretStr(""),
         description="Key of the hash that pseudonymises session ids in everything analytics keeps (at least 16 "
@@ -216,6 +220,11 @@ class Settings(BaseSettings):
     triton_http_port: int = Field(8000, description="Embedded Triton: HTTP port (health).")
     triton_metrics_port: int = Field(8002, description="Embedded Triton: Prometheus metrics port.")
     triton_model: str = Field("tryon", description="Triton model that renders a frame.")
+    tryon_models: Literal["in_process", "bls", ""] = Field(
+        "",
+        description="Embedded Triton: where the tryon model runs the perception models: in_process (onnxruntime in "
+        "its own process) or bls (a call to each model's Triton model). Empty: as its config.pbtxt says.",
+    )
     triton_timeout_s: float = Field(10.0, gt=0, description="Deadline of one Triton request.")
     triton_retries: int = Field(3, ge=0, description="Retries of a Triton request that failed for lack of capacity.")
     triton_repo: Path = Field(ROOT / "triton_repo", description="Model repository served by the embedded Triton.")

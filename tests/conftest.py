@@ -28,7 +28,7 @@ TEST_ENV = {
     # The session-token key of the test stack's workers and of the tests that mint tokens for them.
     "VTO_SESSION_SECRET": "test-session-secret-0123456789",
     "VTO_ANALYTICS_SECRET": "test-analytics-secret-0123456789",
-    "VTO_ANALYTICS_WEB_PORT": "16067",
+    "VTO_ANALYTICS_WEB_PORT": "16090",
 }
 for _key, _value in TEST_ENV.items():
     os.environ.setdefault(_key, _value)

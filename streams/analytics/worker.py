@@ -187,6 +187,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         settings.analytics_web_port,
         BATCH,
         worker_id,
+        read_committed=True,
     )
 
     def topic(name: str) -> Any:

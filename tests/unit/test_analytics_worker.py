@@ -100,3 +100,15 @@ def test_records_fetched_before_the_last_rebalance_are_left_out() -> None:
 
     batch = [event(100, 3), event(101, 3), event(50, 4), event(51, 4)]  # a buffer from generation 3, then the seek
     assert [r.offset for r in current_records(batch, 4)] == [50, 51]
+
+
+async def test_the_stream_workers_consumer_reads_what_clients_write_at_once() -> None:
+    # Frames and controls are not written in transactions: the stream worker keeps librdkafka's default.
+    from streams.app import create_app as create_worker
+
+    app = create_worker(SETTINGS, CollectorRegistry())
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._isolation_level == "read_uncommitted"
+    finally:
+        await consumer.stop()

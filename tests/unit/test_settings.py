@@ -64,3 +64,21 @@ def test_the_embedded_stack_writes_a_private_key_once_and_every_process_reads_it
     assert Settings(session_secret_file=mounted).session_key() == b"a-key-from-a-kubernetes-secret"
     with pytest.raises(ConfigError):
         Settings(session_secret="short").session_key()
+
+
+def test_the_embedded_stacks_default_ports_do_not_collide() -> None:
+    # `vto stack up --workers N` gives worker i the port VTO_WORKER_WEB_PORT + i; gateway i VTO_GATEWAY_PORT + i.
+    s = Settings()
+    workers = {s.worker_web_port + i for i in range(16)}
+    gateways = {s.gateway_port + i for i in range(s.gateway_reply_partitions)}
+    single = [
+        s.analytics_web_port,
+        s.prometheus_port,
+        s.triton_http_port,
+        s.triton_metrics_port,
+        s.kafka_controller_port,
+    ]
+    single.append(int(s.triton_grpc_url.rsplit(":", 1)[1]))
+    single.append(int(s.kafka_bootstrap.rsplit(":", 1)[1]))
+    assert len(set(single)) == len(single)
+    assert not (workers & gateways) and not (set(single) & (workers | gateways))
