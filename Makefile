@@ -20,11 +20,11 @@ MODELS := triton_repo/pose_detection/1/model.onnx \
 KUSTOMIZE_VERSION := v5.5.0
 KUSTOMIZE := $(CACHE)/bin/kustomize
 
-.PHONY: help setup models up up-observed down status demo test test-unit test-integration lint protos check-protos \
+.PHONY: help setup models up up-observed down status demo bench test test-unit test-integration lint protos check-protos \
   prometheus chromium kustomize k8s k8s-check model-repo clean
 
 help:
-	@echo "make demo | test | setup | models | up | up-observed | down | status | lint | protos | k8s | k8s-check | model-repo | clean"
+	@echo "make demo | test | bench | setup | models | up | up-observed | down | status | lint | protos | k8s | k8s-check | model-repo | clean"
 
 # The application's venv (Python 3.11): the worker, the CLI and the test tools, pinned by requirements/app.lock.
 $(VENV)/.stamp: pyproject.toml requirements/app.lock
@@ -73,6 +73,11 @@ status: setup
 
 demo: setup models prometheus
 	$(VTO) demo
+
+# The CPU benchmark (loadtest/bench.py): the pipeline under an open-loop load and the same work in-process, side by
+# side; each run's results in loadtest/results/bench/<time>/, the comparison on the last line.
+bench: setup models
+	$(VENV)/bin/python -m loadtest.bench
 
 test: setup models prometheus chromium $(KUSTOMIZE)
 	$(VENV)/bin/pytest

@@ -61,7 +61,7 @@ def rendered_consumer(settings: Settings) -> Consumer:
                 "group.id": f"vto-client-demo-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_uncommitted",  # as a shopper: a frame shows the moment it is written
-                "fetch.wait.max.ms": 10,
+                # a fetch returns as soon as a frame is there; the wait (librdkafka's 500 ms) only bounds idle polls
                 "fetch.message.max.bytes": settings.max_message_bytes + 65536,
             },
         )

@@ -40,6 +40,8 @@ TRYON_EMBEDDED_INSTANCES = "instance_group [ { kind: KIND_CPU count: 1 } ]"
 # Decode, perception glue, render and encode run in the python backend on the CPU; two instances keep the GPU
 # models busy while one of them does that work. Requests carry the session's state: any instance serves any frame.
 TRYON_PRODUCTION_INSTANCES = "instance_group [ { kind: KIND_GPU count: 2 } ]"
+TRYON_EMBEDDED_MODELS = 'parameters { key: "models" value { string_value: "in_process" } }'
+TRYON_PRODUCTION_MODELS = 'parameters { key: "models" value { string_value: "bls" } }'
 # TensorRT engines are built at load time (model_warmup) for batch 1 to MAX_BATCH_SIZE (one optimisation profile,
 # so a new batch size does not rebuild an engine) and cached in the pod's /tmp (an emptyDir: k8s/base/triton/).
 TRT_WORKSPACE_BYTES = 1 << 30
@@ -250,10 +252,14 @@ def render_production(model: OnnxModel) -> str:
 
 
 def render_tryon_production(embedded: str) -> str:
-    """The hand-written tryon config with its instance group on the GPU; nothing else changes."""
-    if embedded.count(TRYON_EMBEDDED_INSTANCES) != 1:
-        raise SystemExit(f"{TRYON}/config.pbtxt: expected the line {TRYON_EMBEDDED_INSTANCES!r} exactly once")
-    return embedded.replace(TRYON_EMBEDDED_INSTANCES, TRYON_PRODUCTION_INSTANCES)
+    """The hand-written tryon config with its instance group on the GPU and its models called through BLS (served,
+    batched across sessions, by the onnxruntime / TensorRT backends); nothing else changes."""
+    for line in (TRYON_EMBEDDED_INSTANCES, TRYON_EMBEDDED_MODELS):
+        if embedded.count(line) != 1:
+            raise SystemExit(f"{TRYON}/config.pbtxt: expected the line {line!r} exactly once")
+    return embedded.replace(TRYON_EMBEDDED_INSTANCES, TRYON_PRODUCTION_INSTANCES).replace(
+        TRYON_EMBEDDED_MODELS, TRYON_PRODUCTION_MODELS
+    )
 
 
 def stale(repo: Path = REPO) -> list[Path]:

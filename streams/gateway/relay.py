@@ -50,7 +50,9 @@ class Relay:
                     "group.id": f"vto-client-gateway-{settings.gateway_instance}",  # assigned, never joins
                     "enable.auto.commit": False,
                     "isolation.level": "read_uncommitted",  # as a shopper: a frame shows the moment it is written
-                    "fetch.wait.max.ms": 10,
+                    # A fetch returns as soon as a frame is there (fetch.min.bytes 1): the wait only bounds idle
+                    # polling. librdkafka's 500 ms, not 10 ms: 100 idle fetches a second cost the broker CPU
+                    # (loadtest/bench.py measured it) and bought no latency.
                     "fetch.message.max.bytes": limit,
                 },
             ),

@@ -83,6 +83,25 @@ class TritonPythonModel:
         # The catalogue the workers also read; reloaded when its files change (no restart for new items).
         self.catalogue = Catalogue(Path(os.environ.get("VTO_CATALOGUE_DIR") or ROOT / "catalogue"))
         self.timings = np.zeros(len(TIMING_STAGES), dtype=np.float32)
+        # "in_process": the perception models as onnxruntime sessions here; "bls": calls to their Triton models.
+        self.local = {}
+        if (os.environ.get("VTO_TRYON_MODELS") or params.get("models", "bls")) == "in_process":
+            self.local = self._local_sessions(Path(args["model_repository"]).parent)
+
+    @staticmethod
+    def _local_sessions(repo: Path) -> dict[str, Any]:
+        """An onnxruntime session per perception model, on the model.onnx its Triton model would serve."""
+        import onnxruntime as ort
+
+        sessions = {}
+        for model in MODEL_STAGE:
+            path = repo / model / "1" / "model.onnx"
+            if not path.exists():
+                raise pb_utils.TritonModelException(f"{path} is missing: run `make models`")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+            sessions[model] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return sessions
 
     def _bls(self, model: str, outputs: list[str], input_name: str = "input_1") -> Callable[..., dict[str, np.ndarray]]:
         """A batched call of another Triton model: (N, ...) float32 input -> {output name: (N, ...)}."""
@@ -91,6 +110,13 @@ class TritonPythonModel:
         def call(batch: np.ndarray, wanted: list[str] | None = None) -> dict[str, np.ndarray]:
             started = time.perf_counter()
             names = wanted or outputs
+            if model in self.local:
+                try:
+                    found = self.local[model].run(names, {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+                except Exception as exc:
+                    raise pb_utils.TritonModelException(f"{model}: onnxruntime failed: {exc}") from exc
+                self.timings[stage] += time.perf_counter() - started
+                return dict(zip(names, found, strict=True))
             request = pb_utils.InferenceRequest(
                 model_name=model,
                 requested_output_names=names,

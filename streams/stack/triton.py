@@ -101,7 +101,11 @@ def start(settings: Settings, timeout: float = 180.0) -> None:
             "--log-verbose=0",
             f"--model-repository={settings.triton_repo}",
         ],
-        env={"VTO_TRITON_PYTHONPATH": pythonpath, "VTO_CATALOGUE_DIR": str(settings.catalogue_dir)},
+        env={
+            "VTO_TRITON_PYTHONPATH": pythonpath,
+            "VTO_CATALOGUE_DIR": str(settings.catalogue_dir),
+            "VTO_TRYON_MODELS": settings.tryon_models,
+        },
     )
     wait_until(svc, lambda: ready(settings), timeout, "Triton models")
 

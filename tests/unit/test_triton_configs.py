@@ -86,15 +86,21 @@ def test_production_config_serves_the_same_tensors_with_tensorrt_on_the_gpu(mode
     assert not production.parameters, "python-backend parameters have no meaning for onnxruntime_onnx"
 
 
-def test_production_tryon_differs_from_the_embedded_one_only_by_its_gpu_instances() -> None:
+def test_production_tryon_differs_from_the_embedded_one_only_by_its_gpu_instances_and_bls() -> None:
     text = (ROOT / "triton_repo" / "tryon" / "config.pbtxt").read_text()
     embedded, production = parse(text), parse(triton_configs.render_tryon_production(text))
     assert [g.kind for g in production.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
-    del embedded.instance_group[:]
-    del production.instance_group[:]
+    # Embedded (CPU): the perception models in the tryon process; production: BLS calls to the GPU-served models.
+    assert embedded.parameters["models"].string_value == "in_process"
+    assert production.parameters["models"].string_value == "bls"
+    for config in (embedded, production):
+        del config.instance_group[:]
+        del config.parameters["models"]
     assert production == embedded
     with pytest.raises(SystemExit):
         triton_configs.render_tryon_production(text.replace("KIND_CPU", "KIND_GPU"))
+    with pytest.raises(SystemExit):
+        triton_configs.render_tryon_production(text.replace('"in_process"', '"bls"'))
 
 
 def test_production_repository_holds_configs_models_and_tryon(tmp_path: Path) -> None:

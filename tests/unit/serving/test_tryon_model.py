@@ -5,7 +5,6 @@ perception on purpose.)"""
 from __future__ import annotations
 
 import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,58 +14,15 @@ import pytest
 
 from streams.proto.vto.v1.perception_pb2 import Perception
 from streams.proto.vto.v1.session_state_pb2 import PerceptionState
+from streams.serving.inprocess import Request, backend_module
 from streams.settings import ROOT
 from streams.tryon.catalogue import Catalogue
 from streams.vision import blazepose
 
 
-class Tensor:
-    def __init__(self, name: str, array: np.ndarray) -> None:
-        self.name, self.array = name, np.asarray(array)
-
-    def as_numpy(self) -> np.ndarray:
-        return self.array
-
-
-class TritonError:
-    def __init__(self, message: str) -> None:
-        self.text = message
-
-    def message(self) -> str:
-        return self.text
-
-
-class Response:
-    def __init__(self, output_tensors: list[Tensor] | None = None, error: TritonError | None = None) -> None:
-        self.outputs = {t.name: t.array for t in output_tensors or []}
-        self.error = error
-
-
-class TritonModelException(Exception):
-    pass
-
-
-class Request:
-    def __init__(self, **inputs: np.ndarray) -> None:
-        self.inputs = inputs
-
-
-def _fake_backend() -> types.ModuleType:
-    module = types.ModuleType("triton_python_backend_utils")
-    module.Tensor = Tensor  # type: ignore[attr-defined]
-    module.TritonError = TritonError  # type: ignore[attr-defined]
-    module.InferenceResponse = Response  # type: ignore[attr-defined]
-    module.TritonModelException = TritonModelException  # type: ignore[attr-defined]
-    module.get_input_tensor_by_name = lambda request, name: (  # type: ignore[attr-defined]
-        Tensor(name, request.inputs[name]) if name in request.inputs else None
-    )
-    module.Logger = types.SimpleNamespace(log_error=lambda message: None)  # type: ignore[attr-defined]
-    return module
-
-
 @pytest.fixture
 def tryon(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_backend())
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", backend_module())
     monkeypatch.delitem(sys.modules, "streams.serving.tryon", raising=False)
     import streams.serving.tryon as module
 
@@ -111,10 +67,10 @@ def test_a_frame_that_breaks_perception_fails_alone(tryon: Any, monkeypatch: pyt
     monkeypatch.setattr(tryon.perception, "perceive", perceive)
     responses = _model(tryon).execute([_request(64), _request(13), _request(32)])
     assert calls == [3, 1, 1, 1]  # the batch, then each frame alone
-    assert responses[1].error is not None
-    assert responses[1].error.message().startswith("frame failed: perception: ValueError")
+    error = responses[1].error()
+    assert error is not None and error.message().startswith("frame failed: perception: ValueError")
     for ok in (responses[0], responses[2]):
-        assert ok.error is None and ok.outputs["RENDERED"][0][0].startswith(b"\xff\xd8")
+        assert ok.error() is None and ok.outputs["RENDERED"].array[0][0].startswith(b"\xff\xd8")
 
 
 def test_a_model_that_is_down_fails_the_whole_batch(tryon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +79,7 @@ def test_a_model_that_is_down_fails_the_whole_batch(tryon: Any, monkeypatch: pyt
 
     monkeypatch.setattr(tryon.perception, "perceive", perceive)
     responses = _model(tryon).execute([_request(64), _request(32)])
-    assert all(r.error is not None and "perception models failed" in r.error.message() for r in responses)
+    assert all(r.error() is not None and "perception models failed" in r.error().message() for r in responses)
 
 
 def test_failing_size_advice_leaves_the_frame_rendered_without_it(tryon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,8 +90,9 @@ def test_failing_size_advice_leaves_the_frame_rendered_without_it(tryon: Any, mo
 
     monkeypatch.setattr(tryon.fit_session, "fold", broken_fold)
     [response] = _model(tryon).execute([_request(64)])
-    assert response.error is None
-    assert response.outputs["ADVICE"][0][0] == b"" and response.outputs["RENDERED"][0][0].startswith(b"\xff\xd8")
+    assert response.error() is None
+    assert response.outputs["ADVICE"].array[0][0] == b""
+    assert response.outputs["RENDERED"].array[0][0].startswith(b"\xff\xd8")
 
 
 async def test_the_worker_dead_letters_a_frame_that_failed_instead_of_retrying_it() -> None:
