@@ -6,7 +6,8 @@ open-loop load, side by side in one run with the same models, pre/post-processin
    i sends video i mod 3, trying on one item.
 2. In-process, the stack down: one session (the per-frame time: the latency floor) and, for throughput, as many
    sessions as the pipeline's largest configuration, one frame of each per batch.
-3. The embedded stack up (Kafka, Triton, one worker); then each configuration SESSIONSxFPS, open loop: sessions
+3. The embedded stack up (Kafka, Triton, one worker), a warm-up session (2 s, not measured); then each
+   configuration SESSIONSxFPS, open loop: sessions
    start over the ramp, each sends its frames at its fps whatever comes back, for the hold; a client consumes the
    rendered frames. Per configuration: latency (capture -> rendered frame consumed) p50/p95/p99/max, rendered
    frames/s, outcomes from the outcomes topic (rendered / dropped by reason / dead-lettered), the workers' consumer
@@ -89,7 +90,12 @@ def in_process(
             [str(python), "-m", "streams.serving.inprocess", tmp, "--item", item, "--features", ",".join(features)],
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "VTO_CATALOGUE_DIR": str(settings.catalogue_dir)},
+            env={
+                **os.environ,
+                **triton.SINGLE_THREADED_BLAS,  # as the embedded Triton runs it
+                "PYTHONPATH": str(ROOT),
+                "VTO_CATALOGUE_DIR": str(settings.catalogue_dir),
+            },
             check=True,
         )
     found = json.loads(out.stdout)
@@ -332,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     embedded.up(settings)
     try:
+        # Warm-up, not measured (the in-process run warms its models up too): the first frames after a start pay
+        # for Python's first calls, connections and caches.
+        send(settings, videos[0][:30], f"bench-warmup-{uuid.uuid4().hex[:8]}", 15.0, args.item)
+        time.sleep(3.0)
         runs = [pipeline(settings, videos, s, f, args.hold, args.ramp, args.item) for s, f in configs]
     finally:
         embedded.down(settings)

@@ -105,9 +105,15 @@ def start(settings: Settings, timeout: float = 180.0) -> None:
             "VTO_TRITON_PYTHONPATH": pythonpath,
             "VTO_CATALOGUE_DIR": str(settings.catalogue_dir),
             "VTO_TRYON_MODELS": settings.tryon_models,
+            # numpy's OpenBLAS keeps a thread per core spinning after each call: in the tryon model that was ~100 ms
+            # of CPU per request, 4x its own work, taking a core from Kafka and the workers (docs/performance.md).
+            **SINGLE_THREADED_BLAS,
         },
     )
     wait_until(svc, lambda: ready(settings), timeout, "Triton models")
+
+
+SINGLE_THREADED_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 @contextlib.contextmanager
