@@ -7,7 +7,8 @@ What one Triton (one CPU machine, or one GPU) serves, and how many sessions at 1
 Per number of sessions: frames/s answered, latency (request sent -> answer) p50/p95/p99/max, frames that could not
 be sent on time (a session's previous frame still out: the frame is skipped, as a worker's latest-frame-wins would),
 errors. Writes loadtest/results/triton-load-<date>[-<label>].json and prints one line per configuration and the
-largest session count whose p99 stayed within --budget-ms. Runs the same on a GPU host (loadtest/gpu/README.md).
+largest session count whose p99 stayed within --budget-ms with at most 1% of the frames skipped. The same script
+measures a GPU host's Triton (docs/performance.md, "GPU").
 """
 
 from __future__ import annotations
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['frames_skipped']} skipped, {row['errors']} errors, "
             f"p50/p99/max {lat['p50']}/{lat['p99']}/{lat['max']} ms"
         )
-    within = [r["sessions"] for r in rows if r["latency_ms"]["p99"] <= args.budget_ms and not r["frames_skipped"]]
+    within = [
+        r["sessions"]
+        for r in rows
+        if r["latency_ms"]["p99"] <= args.budget_ms and r["frames_skipped"] <= 0.01 * r["frames_offered"]
+    ]
     held = max(within, default=0)
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     name = f"triton-load-{date}{'-' + args.label if args.label else ''}.json"
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions_within_budget": held,
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"sessions at {args.fps:g} fps within p99 <= {args.budget_ms:g} ms and none skipped: {held}")
+    print(f"sessions at {args.fps:g} fps within p99 <= {args.budget_ms:g} ms, at most 1% skipped: {held}")
     print(f"written {out}")
     return 0
 

@@ -105,8 +105,8 @@ def start(settings: Settings, timeout: float = 180.0) -> None:
             "VTO_TRITON_PYTHONPATH": pythonpath,
             "VTO_CATALOGUE_DIR": str(settings.catalogue_dir),
             "VTO_TRYON_MODELS": settings.tryon_models,
-            # numpy's OpenBLAS keeps a thread per core spinning after each call: in the tryon model that was ~100 ms
-            # of CPU per request, 4x its own work, taking a core from Kafka and the workers (docs/performance.md).
+            # numpy's OpenBLAS keeps a thread per core spinning after each call: in the tryon model that cost several
+            # times its own CPU per request, taking a core from Kafka and the workers (docs/performance.md).
             **SINGLE_THREADED_BLAS,
         },
     )
