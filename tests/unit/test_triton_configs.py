@@ -86,16 +86,19 @@ def test_production_config_serves_the_same_tensors_with_tensorrt_on_the_gpu(mode
     assert not production.parameters, "python-backend parameters have no meaning for onnxruntime_onnx"
 
 
-def test_production_tryon_differs_from_the_embedded_one_only_by_its_gpu_instances_and_bls() -> None:
+def test_production_tryon_differs_from_the_embedded_one_only_by_gpu_instances_bls_and_batches() -> None:
     text = (ROOT / "triton_repo" / "tryon" / "config.pbtxt").read_text()
     embedded, production = parse(text), parse(triton_configs.render_tryon_production(text))
     assert [g.kind for g in production.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
     # Embedded (CPU): the perception models in the tryon process; production: BLS calls to the GPU-served models.
     assert embedded.parameters["models"].string_value == "in_process"
     assert production.parameters["models"].string_value == "bls"
+    assert list(embedded.dynamic_batching.preferred_batch_size) == [1]  # CPU: each frame to a free instance
+    assert list(production.dynamic_batching.preferred_batch_size) == [8, 16]
     for config in (embedded, production):
         del config.instance_group[:]
         del config.parameters["models"]
+        del config.dynamic_batching.preferred_batch_size[:]
     assert production == embedded
     with pytest.raises(SystemExit):
         triton_configs.render_tryon_production(text.replace("KIND_CPU", "KIND_GPU"))
