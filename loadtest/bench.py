@@ -361,6 +361,17 @@ def main(argv: list[str] | None = None) -> int:
         "videos": list(VIDEOS),
         "hold_s": args.hold,
         "ramp_s": args.ramp,
+        # what the run ran with: the knobs the runs in docs/performance.md changed
+        "config": {
+            "worker_batch_window_s": settings.worker_batch_window_s,
+            "tryon_models": settings.tryon_models or "as triton_repo/tryon/config.pbtxt says",
+            "tryon_config": [
+                line.strip()
+                for line in (settings.triton_repo / "tryon" / "config.pbtxt").read_text().splitlines()
+                if line.strip().startswith(("instance_group", "max_queue_delay", "preferred_batch", "parameters"))
+            ],
+            "blas_threads": triton.SINGLE_THREADED_BLAS,
+        },
         "in_process": baseline,
         "pipeline": runs,
         "throughput_ratio": round(ratio, 3),
