@@ -22,18 +22,12 @@ from pydantic import SecretStr
 from streams.analytics import offline
 from streams.analytics.synthetic import generate
 from streams.settings import Settings
-from streams.stack import embedded, kafka
+from streams.stack import embedded, kafka, procs
 from tests.analytics_run import AnalyticsRun, run_settings
 from tests.analytics_truth import assert_matches
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = b"loadtest-analytics-key-0123456789"
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sample_report(settings: Settings, date: str) -> dict[str, object]:
@@ -59,7 +53,7 @@ def one_run(
     figures: dict[str, object] = {"sessions": len(synthetic.sessions), "events": synthetic.events}
     try:
         pid = run.start()
-        began, cpu0 = time.monotonic(), cpu_s(pid)
+        began, cpu0 = time.monotonic(), procs.cpu_seconds(pid)
         if kill_at is not None:
             while True:  # until the share `kill_at` of the events is committed
                 committed, ends = run.progress()
@@ -74,7 +68,7 @@ def one_run(
             figures["recovery_to_ready_s"] = round(time.monotonic() - restarted, 2)
         caught_up_s = run.wait_caught_up(timeout_s=600)
         elapsed = time.monotonic() - began - 0.2  # wait_caught_up needs two more polls to be sure (~0.2 s)
-        cpu = cpu_s(pid) - cpu0
+        cpu = procs.cpu_seconds(pid) - cpu0
         samples = run.metrics()
         items, funnel, recommendations = run.outputs()
         assert_matches(synthetic, items, funnel, recommendations)

@@ -44,7 +44,7 @@ from streams.accounting import account_when_settled
 from streams.demo import collect, rendered_consumer
 from streams.sender import EncodedFrame, frames_of, send
 from streams.settings import Settings, get_settings
-from streams.stack import embedded, kafka, triton
+from streams.stack import embedded, kafka, procs, triton
 from streams.tryon.catalogue import Catalogue
 from streams.tryon.categories import FEATURES, FIT_FEATURES
 
@@ -120,44 +120,6 @@ class Sampler:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def tree(pid: int) -> list[int]:
-        """The process and its descendants (Triton's models run in python-backend stub processes)."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(stat.parent.name))
-        found, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            found.append(p)
-            todo += children.get(p, [])
-        return found
-
-    @classmethod
-    def cpu_s(cls, pid: int) -> float:
-        total = 0.0
-        for p in cls.tree(pid):
-            try:
-                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-    @classmethod
-    def rss_bytes(cls, pid: int) -> int:
-        total = 0
-        for p in cls.tree(pid):
-            try:
-                total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            except OSError:
-                continue
-        return total
-
     def _run(self) -> None:
         port = self.settings.worker_web_port
         while not self.stop.wait(1.0):
@@ -175,10 +137,10 @@ class Sampler:
                 pass
             for name, pid in self.pids.items():
                 if pid:
-                    self.rss[name] = max(self.rss.get(name, 0), self.rss_bytes(pid))
+                    self.rss[name] = max(self.rss.get(name, 0), procs.rss_bytes(pid))
 
     def __enter__(self) -> Sampler:
-        self.cpu0 = {n: self.cpu_s(p) for n, p in self.pids.items() if p}
+        self.cpu0 = {n: procs.cpu_seconds(p) for n, p in self.pids.items() if p}
         self.t0 = time.monotonic()
         self.thread.start()
         return self
@@ -189,7 +151,7 @@ class Sampler:
         wall = time.monotonic() - self.t0
         self.processes = {
             n: {
-                "cpu_cores": round((self.cpu_s(p) - self.cpu0[n]) / wall, 2),
+                "cpu_cores": round((procs.cpu_seconds(p) - self.cpu0[n]) / wall, 2),
                 "rss_mb": round(self.rss.get(n, 0) / 2**20),
             }
             for n, p in self.pids.items()

@@ -152,6 +152,18 @@ def transactional_app(
     return app
 
 
+def serve_metrics_and_liveness(app: faust.App, registry: CollectorRegistry, worker_id: str) -> None:
+    """/metrics (Prometheus) and /livez on the app's web port; each app adds its own /readyz."""
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/livez")
+    async def livez(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive", "worker_id": worker_id})
+
+
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
     settings.session_key()  # no session-token key: ConfigError now, not a worker that refuses every frame
     metrics = Metrics(registry or CollectorRegistry())
@@ -331,13 +343,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             status["triton_checked"] = time.monotonic()
         return bool(status["triton_ok"])
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/livez")
-    async def livez(web: Any, request: Any) -> Any:
-        return web.json({"status": "alive", "worker_id": worker_id})
+    serve_metrics_and_liveness(app, metrics.registry, worker_id)
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:

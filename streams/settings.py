@@ -247,27 +247,25 @@ class Settings(BaseSettings):
     def session_key(self) -> bytes:
         """The session-token key: VTO_SESSION_SECRET, else the file VTO_SESSION_SECRET_FILE, else the embedded
         stack's <run dir>/session-secret. No key is a configuration error: tokens are never optional."""
-        key = self.session_secret.get_secret_value().encode()
-        path = self.session_secret_file or self.run_dir / "session-secret"
-        if not key and path.is_file():
-            key = path.read_bytes().strip()
-        if len(key) < MIN_KEY_BYTES:
-            raise ConfigError(
-                "no session-token key of at least 16 bytes: set VTO_SESSION_SECRET or VTO_SESSION_SECRET_FILE "
-                f"(the embedded stack writes {self.run_dir / 'session-secret'} on `vto stack up`)"
-            )
-        return key
+        return self._key("session", "session-token key")
 
     def analytics_key(self) -> bytes:
         """The pseudonym key: VTO_ANALYTICS_SECRET, else VTO_ANALYTICS_SECRET_FILE, else <run dir>/analytics-secret."""
-        key = self.analytics_secret.get_secret_value().encode()
-        path = self.analytics_secret_file or self.run_dir / "analytics-secret"
+        return self._key("analytics", "analytics pseudonym key")
+
+    def _key(self, name: str, what: str) -> bytes:
+        """VTO_<NAME>_SECRET, else the file VTO_<NAME>_SECRET_FILE, else <run dir>/<name>-secret (`vto stack up`
+        writes it); ConfigError when none holds at least MIN_KEY_BYTES."""
+        secret: SecretStr = getattr(self, f"{name}_secret")
+        path: Path = getattr(self, f"{name}_secret_file") or self.run_dir / f"{name}-secret"
+        key = secret.get_secret_value().encode()
         if not key and path.is_file():
             key = path.read_bytes().strip()
         if len(key) < MIN_KEY_BYTES:
+            env = f"VTO_{name.upper()}_SECRET"
             raise ConfigError(
-                "no analytics pseudonym key of at least 16 bytes: set VTO_ANALYTICS_SECRET or "
-                f"VTO_ANALYTICS_SECRET_FILE (the embedded stack writes {self.run_dir / 'analytics-secret'})"
+                f"no {what} of at least {MIN_KEY_BYTES} bytes: set {env} or {env}_FILE "
+                f"(the embedded stack writes {self.run_dir / f'{name}-secret'} on `vto stack up`)"
             )
         return key
 

@@ -19,7 +19,7 @@ from streams.proto.vto.v1.analytics_pb2 import AlsoTried, FunnelAggregate, ItemA
 from streams.proto.vto.v1.dead_letter_pb2 import DeadLetter
 from streams.session_store import read_to_end
 from streams.settings import Settings
-from streams.stack import kafka
+from streams.stack import embedded, kafka
 from streams.stack.procs import Service, wait_until
 
 
@@ -120,12 +120,7 @@ class AnalyticsRun:
         return pid
 
     def ready(self) -> bool:
-        try:
-            url = f"http://127.0.0.1:{self.settings.analytics_web_port}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
+        return embedded.answers_ok(f"http://127.0.0.1:{self.settings.analytics_web_port}/readyz")
 
     def kill(self) -> None:
         pid = self.service.pid()

@@ -475,25 +475,41 @@ def _worker_rules(deployment: Doc, docs: list[Doc]) -> list[str]:
     return errors
 
 
-def _gateway_rules(gateway: Doc, docs: list[Doc]) -> list[tuple[str, str, str]]:
-    """Gateway instance N reads partition N of the replies topic, where the workers send its sessions' frames."""
-    kind, name = gateway["kind"], _name(gateway)
+def _stateful_per_partition(
+    workload: Doc, docs: list[Doc], what: str, instance: tuple[str, str, str, str], topic_setting: str
+) -> tuple[list[tuple[str, str, str]], int | None]:
+    """A StatefulSet whose pods each need a stable identity (`instance`: the env variable, the field it must come
+    from, that field in words, the identity in words) and a partition of a topic each (at most as many replicas as
+    the topic has partitions). Returns the errors and the topic's partitions (None: no such topic)."""
+    kind, name = workload["kind"], _name(workload)
+    variable, field, field_words, identity = instance
     errors: list[tuple[str, str, str]] = []
     if kind != "StatefulSet":
-        errors.append((kind, name, "the gateway is not a StatefulSet: its pods need stable instance numbers"))
-    source = _env_source(gateway, "VTO_GATEWAY_INSTANCE")
-    if (source.get("fieldRef") or {}).get("fieldPath") != POD_INDEX_FIELD:
-        errors.append((kind, name, f"VTO_GATEWAY_INSTANCE does not come from the pod-index label ({POD_INDEX_FIELD})"))
-    replies = _setting(_vto_env(gateway, docs), "replies_topic")
-    topic = _by_name(docs, "KafkaTopic").get(replies)
+        errors.append((kind, name, f"the {what} is not a StatefulSet: its pods need stable {identity}"))
+    source = _env_source(workload, variable)
+    if (source.get("fieldRef") or {}).get("fieldPath") != field:
+        errors.append((kind, name, f"{variable} does not come from {field_words} ({field})"))
+    topic_name = _setting(_vto_env(workload, docs), topic_setting)
+    topic = _by_name(docs, "KafkaTopic").get(topic_name)
     if topic is None:
-        return [*errors, (kind, name, f"the replies topic {replies!r} is not a KafkaTopic of the build")]
-    partitions = topic["spec"]["partitions"]
-    replicas = gateway["spec"].get("replicas", 1)
+        noun = topic_setting.removesuffix("_topic")
+        return [*errors, (kind, name, f"the {noun} topic {topic_name!r} is not a KafkaTopic of the build")], None
+    partitions: int = topic["spec"]["partitions"]
+    replicas = workload["spec"].get("replicas", 1)
     if replicas > partitions:
         errors.append(
-            (kind, name, f"replicas {replicas} > the {partitions} partitions of {replies}: pods without a partition")
+            (kind, name, f"replicas {replicas} > the {partitions} partitions of {topic_name}: pods without a partition")
         )
+    return errors, partitions
+
+
+def _gateway_rules(gateway: Doc, docs: list[Doc]) -> list[tuple[str, str, str]]:
+    """Gateway instance N reads partition N of the replies topic, where the workers send its sessions' frames."""
+    instance = ("VTO_GATEWAY_INSTANCE", POD_INDEX_FIELD, "the pod-index label", "instance numbers")
+    errors, partitions = _stateful_per_partition(gateway, docs, "gateway", instance, "replies_topic")
+    if partitions is None:
+        return errors
+    replies = _setting(_vto_env(gateway, docs), "replies_topic")
     worker = worker_deployment(docs)
     if worker is not None:
         # The workers refuse frames naming a reply partition >= their VTO_GATEWAY_REPLY_PARTITIONS (and would
@@ -514,23 +530,8 @@ def _analytics_rules(analytics: Doc, docs: list[Doc]) -> list[tuple[str, str, st
     """Each analytics worker's transactional id is <group>.<VTO_ANALYTICS_INSTANCE>: a StatefulSet's pod name, which
     its replacement keeps (and so aborts at once what it left open); the consumer group shares the events topic's
     partitions out, so a pod beyond them would hold none (and never be ready)."""
-    kind, name = analytics["kind"], _name(analytics)
-    errors: list[tuple[str, str, str]] = []
-    if kind != "StatefulSet":
-        errors.append((kind, name, "the analytics worker is not a StatefulSet: its pods need stable names"))
-    source = _env_source(analytics, "VTO_ANALYTICS_INSTANCE")
-    if (source.get("fieldRef") or {}).get("fieldPath") != POD_NAME_FIELD:
-        errors.append((kind, name, f"VTO_ANALYTICS_INSTANCE does not come from the pod's name ({POD_NAME_FIELD})"))
-    events = _setting(_vto_env(analytics, docs), "events_topic")
-    topic = _by_name(docs, "KafkaTopic").get(events)
-    if topic is None:
-        return [*errors, (kind, name, f"the events topic {events!r} is not a KafkaTopic of the build")]
-    partitions = topic["spec"]["partitions"]
-    replicas = analytics["spec"].get("replicas", 1)
-    if replicas > partitions:
-        errors.append(
-            (kind, name, f"replicas {replicas} > the {partitions} partitions of {events}: pods without a partition")
-        )
+    instance = ("VTO_ANALYTICS_INSTANCE", POD_NAME_FIELD, "the pod's name", "names")
+    errors, _ = _stateful_per_partition(analytics, docs, "analytics worker", instance, "events_topic")
     return errors
 
 

@@ -27,6 +27,17 @@ DAY_US = 86_400_000_000
 E = TryOnEvent
 SELECTION = (E.TYPE_SESSION_STARTED, E.TYPE_ITEM_SELECTED)
 COMMERCE = (E.TYPE_ADD_TO_CART, E.TYPE_PURCHASE)
+# ItemAggregate's counters: what adds up across partitions and windows (dwell_us and advised_sizes aside)
+ITEM_COUNTS = (
+    "selections",
+    "sessions",
+    "renders",
+    "dwell_us_total",
+    "carts",
+    "carts_after_tryon",
+    "purchases",
+    "purchases_after_tryon",
+)
 
 
 def window_start(t_us: int, size_s: int) -> int:
@@ -349,16 +360,7 @@ def merged_items(
         total = merged.setdefault(
             key, ItemAggregate(item_id=a.item_id, window_s=a.window_s, window_start_unix_us=key[1])
         )
-        for name in (
-            "selections",
-            "sessions",
-            "renders",
-            "dwell_us_total",
-            "carts",
-            "carts_after_tryon",
-            "purchases",
-            "purchases_after_tryon",
-        ):
+        for name in ITEM_COUNTS:
             setattr(total, name, getattr(total, name) + getattr(a, name))
         values = sorted([*total.dwell_us, *a.dwell_us])
         total.ClearField("dwell_us")

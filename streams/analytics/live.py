@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from statistics import median
 from typing import Any
 
-from streams.analytics.aggregate import merged_funnel, merged_items
+from streams.analytics.aggregate import ITEM_COUNTS, merged_funnel, merged_items
 from streams.errors import VTOError
 from streams.proto.vto.v1.analytics_pb2 import AlsoTried, FunnelAggregate, ItemAggregate
 from streams.session_store import read_to_end
@@ -75,18 +75,6 @@ def items(settings: Settings, window_s: int = 3600, since_us: int = 0) -> list[d
     return item_rows(item_records(settings).values(), window_s, since_us)
 
 
-COUNTS = (
-    "selections",
-    "sessions",
-    "renders",
-    "dwell_us_total",
-    "carts",
-    "carts_after_tryon",
-    "purchases",
-    "purchases_after_tryon",
-)
-
-
 def added_since(before: dict[bytes, ItemAggregate], after: dict[bytes, ItemAggregate]) -> list[ItemAggregate]:
     """What the sessions between two readings added, window by window: the later counts minus the earlier (the
     demo's own sessions, when nothing else ran meanwhile)."""
@@ -94,7 +82,7 @@ def added_since(before: dict[bytes, ItemAggregate], after: dict[bytes, ItemAggre
     for key, now in after.items():
         was = before.get(key, ItemAggregate())
         delta = ItemAggregate(item_id=now.item_id, window_s=now.window_s, window_start_unix_us=now.window_start_unix_us)
-        for name in COUNTS:
+        for name in ITEM_COUNTS:
             setattr(delta, name, getattr(now, name) - getattr(was, name))
         gone = Counter(was.dwell_us)  # the values that were there before leave once each
         for value in now.dwell_us:

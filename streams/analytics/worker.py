@@ -27,11 +27,11 @@ import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from streams import kafka_client
 from streams.analytics.aggregate import AlsoTriedCounts, Changes, Windows
-from streams.app import next_offsets, transactional_app
+from streams.app import next_offsets, serve_metrics_and_liveness, transactional_app
 from streams.metrics import AnalyticsMetrics
 from streams.pipeline import Record, now_us
 from streams.proto.vto.v1.analytics_pb2 import CoTry
@@ -340,13 +340,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if "publisher" in holder:
             await holder["publisher"].flush()
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/livez")
-    async def livez(web: Any, request: Any) -> Any:
-        return web.json({"status": "alive", "worker_id": worker_id})
+    serve_metrics_and_liveness(app, metrics.registry, worker_id)
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:

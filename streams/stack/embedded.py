@@ -17,6 +17,15 @@ from streams.stack import kafka, prometheus, triton
 from streams.stack.procs import Service, wait_until
 
 
+def answers_ok(url: str) -> bool:
+    """The URL answers 200 now (a service's health or readiness endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class Worker:
     index: int
@@ -97,11 +106,7 @@ class Gateway:
         return Service(f"gateway-{self.index}", self.settings.run_dir)
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}healthz", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
+        return answers_ok(f"{self.url}healthz")
 
     def start(self, timeout: float = 60.0) -> None:
         marker = f"--name={self.settings.run_dir / self.service.name}"
@@ -140,11 +145,7 @@ class Analytics:
         return Service(f"analytics-{self.index}", self.settings.run_dir)
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
+        return answers_ok(f"http://127.0.0.1:{self.port}/readyz")
 
     def start(self, timeout: float = 90.0) -> None:
         marker = f"--name={self.settings.run_dir / self.service.name}"

@@ -128,3 +128,43 @@ def wait_until(service: Service, ready: Callable[[], bool], timeout: float, what
     raise StackError(
         f"{service.name}: {what} not ready after {timeout:.0f}s; log {service.log_file}:\n{service.tail()}"
     )
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants, from /proc (Triton's models run in python-backend stub processes)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the process and its descendants so far (benchmarks)."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of the process and its descendants now (benchmarks)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total
