@@ -9,7 +9,6 @@ import signal
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -204,6 +203,3 @@ class AnalyticsRun:
                 if not sample.labels or stage:
                     found[f"{sample.name}{{{stage}}}" if stage else sample.name] = sample.value
         return found
-
-    def log(self) -> Path:
-        return self.service.log_file
