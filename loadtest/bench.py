@@ -195,6 +195,19 @@ def pipeline(
         reader.join()
     consumer.close()
     latencies = [(consumed - f.capture_time_unix_us) / 1000 for f, consumed in got]
+    # Where each frame's time went, from the rendered frame's own stamps (one machine, one clock): before the worker
+    # called Triton (client -> Kafka -> worker, micro-batch, validation; and the worker's work after the call),
+    # the Triton call (gRPC, Triton's queue, the tryon model), the tryon model's own stages, and back (the worker's
+    # producer -> Kafka -> the client's consumer).
+    infer = [f.stage_seconds["infer"] * 1000 for f, _ in got]
+    breakdown = {
+        "to_worker": [
+            (f.rendered_time_unix_us - f.capture_time_unix_us) / 1000 - i for (f, _), i in zip(got, infer, strict=True)
+        ],
+        "triton_call": infer,
+        "tryon_stages": [sum(v for k, v in f.stage_seconds.items() if k != "infer") * 1000 for f, _ in got],
+        "back": [(consumed - f.rendered_time_unix_us) / 1000 for f, consumed in got],
+    }
     times_s = [(consumed - start) / 1e6 for _, consumed in got]
     span_s = (
         max(max(times_s, default=0.0) - min((f.capture_time_unix_us - start) / 1e6 for f, _ in got), 1e-9)
@@ -220,6 +233,7 @@ def pipeline(
         "unaccounted": sum(int(o["unaccounted"]) for o in outcomes),  # type: ignore[call-overload]
         "drop_ratio": round(1 - len(got) / offered, 3) if offered else 0.0,
         "latency_ms": percentiles(latencies),
+        "breakdown_ms": {part: percentiles(values) for part, values in breakdown.items()},
         "consumer_lag_max": max(sampler.lag, default=0.0),
         "processes": sampler.processes,
         "series": {"t_s": [round(t, 3) for t in times_s], "latency_ms": [round(x, 1) for x in latencies]},
@@ -275,6 +289,17 @@ def report(result: dict[str, Any], out: Path) -> None:
             f"{run['drop_ratio']} | {run['dropped'] or ''} | {lat['p50']} | {lat['p95']} | {lat['p99']} | "
             f"{lat['max']} | {run['consumer_lag_max']:.0f} | {cpu} |"
         )
+    lines += [
+        "",
+        "Where the time went, p50 / p99 ms (to the worker's Triton call; the call; the tryon model's stages inside it;"
+        " back to the client):",
+        "",
+        "| sessions x fps | to worker | Triton call | tryon stages | back |",
+        "|---|---|---|---|---|",
+    ]
+    for run in result["pipeline"]:
+        parts = [run["breakdown_ms"][k] for k in ("to_worker", "triton_call", "tryon_stages", "back")]
+        lines.append(f"| {run['config']} | " + " | ".join(f"{p['p50']} / {p['p99']}" for p in parts) + " |")
     lines += ["", "![latency](latency.png)", "", result["summary"], ""]
     (out / "report.md").write_text("\n".join(lines))
 
@@ -326,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         # what the run ran with: the knobs the runs in docs/performance.md changed
         "config": {
             "worker_batch_window_s": settings.worker_batch_window_s,
+            "worker_batches_in_flight": settings.worker_batches_in_flight,
             "tryon_models": settings.tryon_models or "as triton_repo/tryon/config.pbtxt says",
             "tryon_config": [
                 line.strip()

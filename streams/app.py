@@ -1,10 +1,12 @@
 """The Faust worker: ingest (Kafka -> FramePipeline) and publish (FramePipeline -> Kafka), plus /metrics,
 /livez and /readyz on the worker's web port. Run with `vto worker` (what `vto stack up` starts).
 
-Delivery: a micro-batch's outputs, its sessions' states and the consumer offsets past its records commit in one
-Kafka transaction before the next batch is taken (streams/publisher.py): readers of committed records see each
-frame's outcome and each try-on event once. A crash aborts the open batch; the partition's next owner reads the
-committed session states back (streams/session_store.py) and handles the batch again.
+Delivery: micro-batches' outputs, their sessions' states and the consumer offsets past their records commit together
+in Kafka transactions (streams/publisher.py): readers of committed records see each frame's outcome and each try-on
+event once. A crash aborts the open transaction; the partition's next owner reads the committed session states back
+(streams/session_store.py) and handles those records again. The frames agent takes the next batch while earlier
+ones are at Triton (VTO_WORKER_BATCHES_IN_FLIGHT); their outputs and offsets still go out in record order, and a
+rebalance or a stop waits for the batches in flight before committing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -232,6 +235,27 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
         return holder["pipeline"]  # type: ignore[no-any-return]
 
+    in_flight: deque[asyncio.Future[None]] = deque()  # the frames agent's batches, oldest first
+
+    async def handle_and_publish(records: list[Record], previous: asyncio.Future[None] | None) -> None:
+        """One micro-batch: inferred while the one before may still be at Triton, published after it (outputs and
+        offsets in record order; an earlier batch's failure fails this one too)."""
+        out = await pipeline().handle_frames(records)
+        if previous is not None:
+            await previous
+        offsets = next_offsets(records)
+        await (await publisher()).publish(out, offsets)
+        sent_us = now_us()  # rendered frames are out (shoppers read uncommitted): capture -> published
+        for captured_us in out.captured:
+            metrics.end_to_end_seconds.observe(max(sent_us - captured_us, 0) / 1e6)
+        lag.handled_up_to(offsets)
+
+    async def settle(most: int) -> None:
+        """Wait until at most `most` batches are in flight; a batch that failed raises here."""
+        while in_flight and (len(in_flight) > most or in_flight[0].done()):
+            await asyncio.shield(in_flight[0])  # a stopping agent must not cancel a batch half-published
+            in_flight.popleft()
+
     @app.agent(frames_topic)
     async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs
         async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_window_s):
@@ -239,14 +263,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             # session whose state is still on its way (it would restart tracking and replay frames).
             await states_restored.wait()
             records = [_record(e) for e in events]
-            out = await pipeline().handle_frames(records)
-            offsets = next_offsets(records)
-            await (await publisher()).publish(out, offsets)
-            sent_us = now_us()  # rendered frames are out (shoppers read uncommitted): capture -> published
-            for captured_us in out.captured:
-                metrics.end_to_end_seconds.observe(max(sent_us - captured_us, 0) / 1e6)
-            lag.handled_up_to(offsets)
+            in_flight.append(asyncio.ensure_future(handle_and_publish(records, in_flight[-1] if in_flight else None)))
+            await settle(settings.worker_batches_in_flight - 1)
             yield None
+
+    async def drain_batches() -> None:
+        """The batches in flight published (before their offsets are committed on a rebalance or a stop)."""
+        await asyncio.gather(*in_flight, return_exceptions=True)  # a failure is the frames agent's to raise
 
     @app.agent(control_topic)
     async def control(stream: Any) -> AsyncIterator[None]:
@@ -307,11 +330,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
         """A graceful stop commits what the worker did (an abrupt one leaves it to the partitions' next owner)."""
+        await drain_batches()
         if "publisher" in holder:
             await holder["publisher"].flush()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await drain_batches()
         if "publisher" in holder:  # what this worker did with the partitions is committed before they move
             await holder["publisher"].flush()
         metrics.ready.set(0)

@@ -47,6 +47,9 @@ from streams.tryon.categories import FEATURES, FIT_FEATURES
 
 log = logging.getLogger(__name__)
 
+# What became of a frame sent to inference: its result, the error it met, or why it was not sent (a drop reason).
+Inferred = TryOnResult | BadInput | InferenceUnavailable | str
+
 MAGIC = {IMAGE_FORMAT_JPEG: b"\xff\xd8\xff", IMAGE_FORMAT_PNG: b"\x89PNG\r\n\x1a\n"}
 NUM_KEYPOINTS = 33
 KNOWN_ACTIONS = (
@@ -327,6 +330,9 @@ class FramePipeline:
         self.active_counted_us = 0
         self.forgotten_at = 0  # when ended sessions were last cleared out
         self.counts: OrderedDict[str, int] = OrderedDict()  # session not in memory -> events it sent
+        # session -> done once the batch in flight with its frames has made its outputs (the worker overlaps batches)
+        self.busy: dict[str, asyncio.Future[None]] = {}
+        self.newest_taken: dict[str, int] = {}  # busy session -> sequence of its newest frame taken into a batch
 
     # -- state ------------------------------------------------------------------------------------------
     def _session(self, session_id: str) -> SessionState:
@@ -410,7 +416,10 @@ class FramePipeline:
         """Run a micro-batch of frame records through every stage; never raises for a bad record.
 
         Every fresh frame of the batch is inferred concurrently (Triton batches them); results are then
-        published and accounted strictly in record order, so each session's frames stay in order.
+        published and accounted strictly in record order, so each session's frames stay in order. Batches may
+        overlap (the worker takes the next while one is at Triton): a session's frames wait until the earlier batch
+        holding its frames has made its outputs, so they start from the tracking state and the saved state that
+        batch left.
         """
         self.metrics.batch_frames.observe(len(records))
         self._forget_ended()
@@ -437,11 +446,7 @@ class FramePipeline:
                 # Captured after its session's END, with no new START: nothing is open to render it into.
                 self._drop(out, record, frame, "session_ended")
                 continue
-            if (
-                known is not None
-                and known.capture_time_unix_us
-                and (frame.sequence <= known.sequence and frame.capture_time_unix_us <= known.capture_time_unix_us)
-            ):
+            if self._replayed(frame):
                 # Already folded into the session's state (its worker died before committing the offset):
                 # it was rendered then; rendering it again would replay it into the tracking filters.
                 self._drop(out, record, frame, "replayed")
@@ -457,16 +462,51 @@ class FramePipeline:
         by_session: dict[str, list[int]] = {}
         for index, (_, frame) in enumerate(fresh):
             by_session.setdefault(frame.session_id, []).append(index)
-        results: list[tuple[TryOnResult | BadInput | InferenceUnavailable, float]] = [None] * len(fresh)  # type: ignore[list-item]
+        results: list[tuple[Inferred, float]] = [("", 0.0)] * len(fresh)
+        earlier = {session_id: self.busy[session_id] for session_id in by_session if session_id in self.busy}
+        made = asyncio.get_running_loop().create_future()
+        self.busy.update(dict.fromkeys(by_session, made))
+        for _, frame in fresh:
+            self.newest_taken[frame.session_id] = max(self.newest_taken.get(frame.session_id, -1), frame.sequence)
 
-        async def session_chain(indices: list[int]) -> None:
+        async def session_chain(session_id: str, indices: list[int]) -> None:
             # A session's frames one after the other: each needs the tracking state its predecessor left.
+            if session_id in earlier:
+                await earlier[session_id]
             for index in indices:
-                results[index] = await self._infer(fresh[index][1])
+                frame = fresh[index][1]
+                if self._replayed(frame):  # handled by an earlier batch (the same record sent twice)
+                    results[index] = ("replayed", 0.0)
+                elif frame.sequence < self.newest_taken[session_id] and age_s(frame) > self.settings.supersede_after_s:
+                    results[index] = ("superseded", 0.0)  # behind, and a newer frame of its session is taken
+                else:
+                    results[index] = await self._infer(frame)
 
-        await asyncio.gather(*(session_chain(indices) for indices in by_session.values()))
+        try:
+            await asyncio.gather(*(session_chain(s, indices) for s, indices in by_session.items()))
+            return self._outputs(out, fresh, results)
+        finally:
+            made.set_result(None)
+            for session_id in by_session:
+                if self.busy.get(session_id) is made:  # no later batch holds its frames
+                    del self.busy[session_id], self.newest_taken[session_id]
+
+    def _outputs(
+        self,
+        out: Outputs,
+        fresh: list[tuple[Record, Frame]],
+        results: list[tuple[Inferred, float]],
+    ) -> Outputs:
+        """A batch's inferred frames, in record order: rendered, refused, dropped or dead-lettered; then the states
+        of its sessions."""
         touched: dict[str, None] = {}  # sessions whose state goes out with the batch, in order
         for (record, frame), (result, infer_s) in zip(fresh, results, strict=True):
+            if isinstance(result, str):  # not sent to Triton (session_chain says why)
+                if result == "replayed":
+                    self._drop(out, record, frame, "replayed")
+                else:
+                    self._drop(out, record, frame, "superseded")
+                continue
             if self.sessions.get(frame.session_id, SessionState()).erased:
                 self._drop(out, record, frame, "session_erased")  # erased while it was being inferred
                 continue
@@ -498,6 +538,15 @@ class FramePipeline:
         for session_id in touched:
             self._save_state(out, session_id)
         return out
+
+    def _replayed(self, frame: Frame) -> bool:
+        known = self.sessions.get(frame.session_id)
+        return bool(
+            known is not None
+            and known.capture_time_unix_us
+            and frame.sequence <= known.sequence
+            and frame.capture_time_unix_us <= known.capture_time_unix_us
+        )
 
     def _latest_wins(self, out: Outputs, fresh: list[tuple[Record, Frame]]) -> list[tuple[Record, Frame]]:
         """Freshness under overload: a session whose oldest frame in the batch has queued longer than

@@ -320,6 +320,66 @@ async def test_each_sessions_frames_leave_in_order_while_inferred_concurrently()
     assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]  # ... published in record order
 
 
+async def test_overlapping_batches_keep_each_sessions_state_chain() -> None:
+    """The worker takes the next batch while one is at Triton: a session in both waits for the earlier batch's
+    outputs (its tracking state and its saved state), a session only in the later batch does not."""
+    tryon = UnevenTryOn()
+    pipeline, _ = make(tryon)
+    first = [frame(session="a", seq=0, item_id="slow"), frame(session="a", seq=1, item_id="slow")]
+    second = [frame(session="a", seq=2, item_id="slow"), frame(session="b", seq=0, item_id="fast")]
+    batches = [
+        [record(f.SerializeToString(), key=f.session_id.encode(), offset=n + 10 * b) for n, f in enumerate(frames)]
+        for b, frames in enumerate((first, second))
+    ]
+    earlier = asyncio.ensure_future(pipeline.handle_frames(batches[0]))
+    await asyncio.sleep(0)  # the first batch is at Triton
+    later = asyncio.ensure_future(pipeline.handle_frames(batches[1]))
+    out1, out2 = await asyncio.gather(earlier, later)
+    assert tryon.finished[0][0] == "b"  # b did not wait for the earlier batch
+    assert [r.state for r in tryon.requests if r.item_id == "slow"] == [b"", b"1", b"2"]  # a's chain, in order
+    saved = [SessionState.FromString(v) for _, _, v in out1.states]
+    assert [s.perception for s in saved] == [b"2"]  # the earlier batch saved the state it left, not the later one's
+    assert [RenderedFrame.FromString(v).sequence for _, v in out2.rendered] == [2, 0]
+    assert not pipeline.busy  # nothing left waiting
+
+
+async def test_a_record_handled_by_an_overlapping_earlier_batch_is_dropped_as_replayed() -> None:
+    tryon = UnevenTryOn()
+    pipeline, metrics = make(tryon)
+    again = frame(session="a", seq=0, item_id="slow").SerializeToString()
+    earlier = asyncio.ensure_future(pipeline.handle_frames([record(again, key=b"a", offset=0)]))
+    await asyncio.sleep(0)
+    later = asyncio.ensure_future(pipeline.handle_frames([record(again, key=b"a", offset=1)]))
+    out1, out2 = await asyncio.gather(earlier, later)
+    assert len(out1.rendered) == 1 and not out2.rendered
+    assert tryon.calls == 1
+    assert sample(metrics, "vto_frames_dropped_total", reason="replayed") == 1
+
+
+async def test_a_frame_behind_when_its_turn_comes_is_superseded_by_a_newer_one_already_taken() -> None:
+    """Latest wins at the moment a frame would go to Triton: while its session's earlier frame was inferred, a newer
+    frame was taken into a later batch, and this one has queued past VTO_SUPERSEDE_AFTER_S."""
+    settings = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.0, supersede_after_s=0.3)
+    tryon = UnevenTryOn()
+    pipeline, metrics = make(tryon, settings)
+    now = time.time_ns() // 1000
+    behind = now - 400_000
+    sent = [
+        frame(session="a", seq=0, item_id="slow", capture_time_unix_us=behind - 1000),
+        frame(session="a", seq=1, item_id="slow", capture_time_unix_us=behind),
+        frame(session="a", seq=2, item_id="slow", capture_time_unix_us=now),
+    ]
+    tasks = []
+    for n, f in enumerate(sent):
+        tasks.append(asyncio.ensure_future(pipeline.handle_frames([record(f.SerializeToString(), key=b"a", offset=n)])))
+        await asyncio.sleep(0.005)  # each batch taken while the first is at Triton (20 ms a frame)
+    outs = await asyncio.gather(*tasks)
+    assert [[RenderedFrame.FromString(v).sequence for _, v in o.rendered] for o in outs] == [[0], [], [2]]
+    assert sample(metrics, "vto_frames_dropped_total", reason="superseded") == 1
+    assert tryon.calls == 2
+    assert not pipeline.busy and not pipeline.newest_taken
+
+
 def signed(control: SessionControl) -> SessionControl:
     control.session_token = tokens.mint(SETTINGS.session_key(), control.session_id, ttl_s=600)
     return control
