@@ -5,6 +5,8 @@
 - production (`--target production --out DIR`): NVIDIA's Triton container serving the same ONNX files with its
   native onnxruntime backend on the GPU, TensorRT FP16 as execution accelerator. The tensor names, dims and batch
   size are the same, so the `tryon` model's BLS calls and the workers do not change.
+- a bare GPU host (`--target gpu-host --out DIR [--instances N] [--half]`): the bundled server, python backend only;
+  the `tryon` model on the GPU runs the same ONNX files as PyTorch modules (`streams/serving/torch_models.py`).
 
 The `tryon` model (python backend, its config hand-written) is copied as it is into a production repository;
 only its instance group moves to the GPU.
@@ -44,6 +46,9 @@ TRYON_EMBEDDED_MODELS = 'parameters { key: "models" value { string_value: "in_pr
 TRYON_PRODUCTION_MODELS = 'parameters { key: "models" value { string_value: "bls" } }'
 TRYON_EMBEDDED_BATCH = "preferred_batch_size: [ 1 ]"
 TRYON_PRODUCTION_BATCH = "preferred_batch_size: [ 8, 16 ]"
+# Each session has at most one frame at Triton: a GPU serving hundreds of sessions queues that many requests.
+TRYON_EMBEDDED_QUEUE = "max_queue_size: 64"
+TRYON_GPU_QUEUE = "max_queue_size: 512"
 # TensorRT engines are built at load time (model_warmup) for batch 1 to MAX_BATCH_SIZE (one optimisation profile,
 # so a new batch size does not rebuild an engine) and cached in the pod's /tmp (an emptyDir: k8s/base/triton/).
 TRT_WORKSPACE_BYTES = 1 << 30
@@ -253,20 +258,45 @@ def render_production(model: OnnxModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_tryon_production(embedded: str) -> str:
-    """The hand-written tryon config with its instance group on the GPU, its models called through BLS (served,
-    batched across sessions, by the onnxruntime / TensorRT backends) and batches of 8 or 16 preferred; nothing
-    else changes."""
-    swaps = {
-        TRYON_EMBEDDED_INSTANCES: TRYON_PRODUCTION_INSTANCES,
-        TRYON_EMBEDDED_MODELS: TRYON_PRODUCTION_MODELS,
-        TRYON_EMBEDDED_BATCH: TRYON_PRODUCTION_BATCH,
-    }
-    for line, production in swaps.items():
+def _swap(embedded: str, swaps: dict[str, str]) -> str:
+    for line, replacement in swaps.items():
         if embedded.count(line) != 1:
             raise SystemExit(f"{TRYON}/config.pbtxt: expected the line {line!r} exactly once")
-        embedded = embedded.replace(line, production)
+        embedded = embedded.replace(line, replacement)
     return embedded
+
+
+def render_tryon_production(embedded: str) -> str:
+    """The hand-written tryon config with its instance group on the GPU, its models called through BLS (served,
+    batched across sessions, by the onnxruntime / TensorRT backends), batches of 8 or 16 preferred and room for 512
+    queued requests; nothing else changes."""
+    return _swap(
+        embedded,
+        {
+            TRYON_EMBEDDED_INSTANCES: TRYON_PRODUCTION_INSTANCES,
+            TRYON_EMBEDDED_MODELS: TRYON_PRODUCTION_MODELS,
+            TRYON_EMBEDDED_BATCH: TRYON_PRODUCTION_BATCH,
+            TRYON_EMBEDDED_QUEUE: TRYON_GPU_QUEUE,
+        },
+    )
+
+
+def render_tryon_gpu_host(embedded: str, instances: int, half: bool) -> str:
+    """The tryon config for a bare GPU host running the bundled server (python backend only): `instances` instances
+    on the GPU, each running the perception models as PyTorch modules on it (`models: torch`, fp16 when `half`),
+    batched across the sessions of the requests Triton hands it (batches of 8 or 16 preferred)."""
+    models = TRYON_EMBEDDED_MODELS.replace('"in_process"', '"torch"')
+    if half:
+        models += '\nparameters { key: "half" value { string_value: "true" } }'
+    return _swap(
+        embedded,
+        {
+            TRYON_EMBEDDED_INSTANCES: f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]",
+            TRYON_EMBEDDED_MODELS: models,
+            TRYON_EMBEDDED_BATCH: TRYON_PRODUCTION_BATCH,
+            TRYON_EMBEDDED_QUEUE: TRYON_GPU_QUEUE,
+        },
+    )
 
 
 def stale(repo: Path = REPO) -> list[Path]:
@@ -312,32 +342,54 @@ def onnx_mismatches(repo: Path = REPO) -> list[str]:
     return problems
 
 
-def write_production(out: Path, repo: Path = REPO) -> list[Path]:
-    """A production model repository in `out`: each ONNX model's config and model.onnx, and tryon as it is."""
+def _check_out(out: Path, repo: Path) -> None:
     missing = [repo / m.name / "1" / "model.onnx" for m in MODELS if not (repo / m.name / "1" / "model.onnx").is_file()]
     if missing:
         raise SystemExit(f"models not built ({', '.join(str(p) for p in missing)}): run `make models`")
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty")
+
+
+def write_production(out: Path, repo: Path = REPO) -> list[Path]:
+    """A production model repository in `out`: each ONNX model's config and model.onnx, and tryon as it is."""
+    _check_out(out, repo)
     written = []
     for model in MODELS:
         (out / model.name / "1").mkdir(parents=True, exist_ok=True)
         (out / model.name / "config.pbtxt").write_text(render_production(model))
         shutil.copyfile(repo / model.name / "1" / "model.onnx", out / model.name / "1" / "model.onnx")
         written += [out / model.name / "config.pbtxt", out / model.name / "1" / "model.onnx"]
-    source = repo / TRYON
+    return written + _copy_tryon(repo, out, render_tryon_production((repo / TRYON / "config.pbtxt").read_text()))
+
+
+def write_gpu_host(out: Path, repo: Path = REPO, instances: int = 2, half: bool = False) -> list[Path]:
+    """A bare GPU host's repository in `out`: tryon (its config from `render_tryon_gpu_host`) and, beside it, each
+    perception model's model.onnx without a config (the tryon model loads them; Triton serves tryon only)."""
+    _check_out(out, repo)
+    written = []
+    for model in MODELS:
+        (out / model.name / "1").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(repo / model.name / "1" / "model.onnx", out / model.name / "1" / "model.onnx")
+        written.append(out / model.name / "1" / "model.onnx")
+    config = render_tryon_gpu_host((repo / TRYON / "config.pbtxt").read_text(), instances, half)
+    return written + _copy_tryon(repo, out, config)
+
+
+def _copy_tryon(repo: Path, out: Path, config: str) -> list[Path]:
+    """The tryon model's version folder as it is, with `config`."""
     shutil.copytree(
-        source / "1", out / TRYON / "1", ignore=shutil.ignore_patterns("__pycache__", "*.build.json", "*.pyc")
+        repo / TRYON / "1", out / TRYON / "1", ignore=shutil.ignore_patterns("__pycache__", "*.build.json", "*.pyc")
     )
-    (out / TRYON / "config.pbtxt").write_text(render_tryon_production((source / "config.pbtxt").read_text()))
-    written += [out / TRYON / "config.pbtxt", *sorted(p for p in (out / TRYON / "1").rglob("*") if p.is_file())]
-    return written
+    (out / TRYON / "config.pbtxt").write_text(config)
+    return [out / TRYON / "config.pbtxt", *sorted(p for p in (out / TRYON / "1").rglob("*") if p.is_file())]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", choices=["embedded", "production"], default="embedded")
-    parser.add_argument("--out", type=Path, help="production: the (empty or new) folder to write the repository to")
+    parser.add_argument("--target", choices=["embedded", "production", "gpu-host"], default="embedded")
+    parser.add_argument("--out", type=Path, help="production, gpu-host: the (empty or new) folder to write it to")
+    parser.add_argument("--instances", type=int, default=2, help="gpu-host: tryon instances on the GPU")
+    parser.add_argument("--half", action="store_true", help="gpu-host: the perception models in fp16")
     parser.add_argument("--repo", type=Path, default=REPO, help="the embedded repository (default: triton_repo/)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a committed embedded config is stale")
     parser.add_argument("--verify-onnx", action="store_true", help="compare the table with the built model.onnx")
@@ -368,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             raise SystemExit("\n".join(problems))
         for path in write_production(args.out, args.repo):
+            print(path)
+        return 0
+    if args.target == "gpu-host":
+        if args.out is None:
+            parser.error("--target gpu-host needs --out DIR")
+        for path in write_gpu_host(args.out, args.repo, args.instances, args.half):
             print(path)
         return 0
     for path in write_embedded(args.repo):

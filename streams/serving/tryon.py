@@ -83,10 +83,18 @@ class TritonPythonModel:
         # The catalogue the workers also read; reloaded when its files change (no restart for new items).
         self.catalogue = Catalogue(Path(os.environ.get("VTO_CATALOGUE_DIR") or ROOT / "catalogue"))
         self.timings = np.zeros(len(TIMING_STAGES), dtype=np.float32)
-        # "in_process": the perception models as onnxruntime sessions here; "bls": calls to their Triton models.
+        # Where the perception models run: "bls", calls to their Triton models; "in_process", onnxruntime sessions
+        # here; "torch", PyTorch modules converted from the same ONNX files, on this instance's GPU (a bare GPU host).
         self.local = {}
-        if (os.environ.get("VTO_TRYON_MODELS") or params.get("models", "bls")) == "in_process":
-            self.local = self._local_sessions(Path(args["model_repository"]).parent)
+        repo, mode = Path(args["model_repository"]).parent, os.environ.get("VTO_TRYON_MODELS") or params.get("models")
+        if mode == "in_process":
+            self.local = self._local_sessions(repo)
+        elif mode == "torch":
+            from streams.serving import torch_models  # needs torch and onnx2torch (requirements/torch.lock)
+
+            gpu = args.get("model_instance_kind") == "GPU"
+            device = params.get("device") or (f"cuda:{args.get('model_instance_device_id', '0')}" if gpu else "cpu")
+            self.local = torch_models.sessions(repo, MODEL_STAGE, device, half=params.get("half") == "true")
 
     @staticmethod
     def _local_sessions(repo: Path) -> dict[str, Any]:
@@ -114,7 +122,7 @@ class TritonPythonModel:
                 try:
                     found = self.local[model].run(names, {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
                 except Exception as exc:
-                    raise pb_utils.TritonModelException(f"{model}: onnxruntime failed: {exc}") from exc
+                    raise pb_utils.TritonModelException(f"{model}: {exc}") from exc
                 self.timings[stage] += time.perf_counter() - started
                 return dict(zip(names, found, strict=True))
             request = pb_utils.InferenceRequest(

@@ -86,7 +86,7 @@ def test_production_config_serves_the_same_tensors_with_tensorrt_on_the_gpu(mode
     assert not production.parameters, "python-backend parameters have no meaning for onnxruntime_onnx"
 
 
-def test_production_tryon_differs_from_the_embedded_one_only_by_gpu_instances_bls_and_batches() -> None:
+def test_production_tryon_differs_from_the_embedded_one_only_by_gpu_instances_bls_batches_and_queue() -> None:
     text = (ROOT / "triton_repo" / "tryon" / "config.pbtxt").read_text()
     embedded, production = parse(text), parse(triton_configs.render_tryon_production(text))
     assert [g.kind for g in production.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
@@ -95,10 +95,14 @@ def test_production_tryon_differs_from_the_embedded_one_only_by_gpu_instances_bl
     assert production.parameters["models"].string_value == "bls"
     assert list(embedded.dynamic_batching.preferred_batch_size) == [1]  # CPU: each frame to a free instance
     assert list(production.dynamic_batching.preferred_batch_size) == [8, 16]
+    # A session has at most one frame at Triton: a GPU's hundreds of sessions queue that many requests.
+    assert embedded.dynamic_batching.default_queue_policy.max_queue_size == 64
+    assert production.dynamic_batching.default_queue_policy.max_queue_size == 512
     for config in (embedded, production):
         del config.instance_group[:]
         del config.parameters["models"]
         del config.dynamic_batching.preferred_batch_size[:]
+        config.dynamic_batching.default_queue_policy.max_queue_size = 0
     assert production == embedded
     with pytest.raises(SystemExit):
         triton_configs.render_tryon_production(text.replace("KIND_CPU", "KIND_GPU"))
@@ -125,6 +129,30 @@ def test_production_repository_holds_configs_models_and_tryon(tmp_path: Path) ->
     )
     with pytest.raises(SystemExit, match="not empty"):
         triton_configs.write_production(out, repo)
+
+
+def test_gpu_host_repository_serves_tryon_on_the_gpu_with_torch_models_beside_it(tmp_path: Path) -> None:
+    """A bare GPU host (bundled server, python backend only): tryon on the GPU running the ONNX files as PyTorch
+    modules, which sit beside it without a config (Triton serves tryon alone)."""
+    repo = tmp_path / "embedded"
+    shutil.copytree(ROOT / "triton_repo", repo, ignore=shutil.ignore_patterns("*.onnx", "__pycache__"))
+    for name in NAMES:
+        (repo / name / "1" / "model.onnx").write_bytes(f"onnx of {name}".encode())
+    out = tmp_path / "gpu"
+    triton_configs.write_gpu_host(out, repo, instances=3, half=True)
+    for name in NAMES:
+        assert (out / name / "1" / "model.onnx").read_bytes() == f"onnx of {name}".encode()
+        assert not (out / name / "config.pbtxt").exists()
+    config = parse((out / "tryon" / "config.pbtxt").read_text())
+    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 3)]
+    assert config.parameters["models"].string_value == "torch"
+    assert config.parameters["half"].string_value == "true"
+    assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 512
+    plain = parse(triton_configs.render_tryon_gpu_host((repo / "tryon" / "config.pbtxt").read_text(), 1, False))
+    assert "half" not in plain.parameters
+    with pytest.raises(SystemExit, match="not empty"):
+        triton_configs.write_gpu_host(out, repo)
 
 
 def test_production_repository_needs_the_built_models(tmp_path: Path) -> None:
