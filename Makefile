@@ -20,11 +20,11 @@ MODELS := triton_repo/pose_detection/1/model.onnx \
 KUSTOMIZE_VERSION := v5.5.0
 KUSTOMIZE := $(CACHE)/bin/kustomize
 
-.PHONY: help setup models up up-observed down status demo bench test test-unit test-integration lint protos check-protos \
+.PHONY: help setup models up up-observed down status demo bench torch-check gpu-bundle test test-unit test-integration lint protos check-protos \
   prometheus chromium kustomize k8s k8s-check model-repo clean
 
 help:
-	@echo "make demo | test | bench | setup | models | up | up-observed | down | status | lint | protos | k8s | k8s-check | model-repo | clean"
+	@echo "make demo | test | bench | torch-check | gpu-bundle | setup | models | up | up-observed | down | status | lint | protos | k8s | k8s-check | model-repo | clean"
 
 # The application's venv (Python 3.11): the worker, the CLI and the test tools, pinned by requirements/app.lock.
 $(VENV)/.stamp: pyproject.toml requirements/app.lock
@@ -78,6 +78,24 @@ demo: setup models prometheus
 # side; each run's results in loadtest/results/bench/<time>/, the comparison on the last line.
 bench: setup models
 	$(VENV)/bin/python -m loadtest.bench
+
+# The GPU path, opt-in (not part of `make test`): the perception models as PyTorch modules (onnx2torch) in a venv of
+# its own (~5.7 GB); their parity with onnxruntime, and the bare-GPU-host load test run here on the CPU (a dry run).
+$(CACHE)/venv-torch/.stamp: requirements/torch.lock
+	$(PYTHON) -m venv $(CACHE)/venv-torch
+	$(CACHE)/venv-torch/bin/pip install -q -r requirements/torch.lock
+	touch $@
+
+torch-check: setup models $(CACHE)/venv-torch/.stamp
+	$(CACHE)/venv-torch/bin/python loadtest/torch_parity.py
+	$(VENV)/bin/python tools/gpu_bundle.py --python 3.11 --out $(CACHE)/gpu-bundle-cpu
+	$(CACHE)/venv-torch/bin/python loadtest/gpu_host.py --bundle $(CACHE)/gpu-bundle-cpu --device cpu --instances 1 \
+	  --sessions 1 2 --seconds 8 --label cpu-torch
+
+# What a bare GPU host with Python 3.12 and torch needs (tools/gpu_bundle.py), in parts of at most 60 MiB; on the
+# host: python3 loadtest/gpu_host.py --bundle .cache/gpu-bundle --label h200 (docs/performance.md, "GPU").
+gpu-bundle: setup models
+	$(VENV)/bin/python tools/gpu_bundle.py --python 3.12 --out $(CACHE)/gpu-bundle
 
 test: setup models prometheus chromium $(KUSTOMIZE)
 	$(VENV)/bin/pytest

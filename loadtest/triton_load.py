@@ -26,7 +26,6 @@ import numpy as np
 import tritonclient.grpc.aio as grpc_aio
 
 from streams.inference import TryOnRequest, perception_flags, tryon_inputs, tryon_result
-from streams.sender import frames_of
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = ("mediapipe_full_body_dance.mp4", "mediapipe_selfie_upper_body.mp4", "mmpose_street_walking.mp4")
@@ -115,9 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--item", default="tee-breton-stripes")
     parser.add_argument("--budget-ms", type=float, default=100.0)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--frames", type=Path, help="JPEG files <clip>/<nnnn>.jpg to send instead of the videos (tools/gpu_bundle.py)"
+    )
     parser.add_argument("--label", default="", help="added to the result file's name (cpu, h200, ...)")
+    parser.add_argument("--results", type=Path, default=ROOT / "loadtest" / "results", help="where the JSON goes")
     args = parser.parse_args(argv)
-    clips = [[data for data, *_ in frames_of(args.data / "people" / "videos" / v)] for v in VIDEOS]
+    if args.frames:
+        clips = [[f.read_bytes() for f in sorted(d.glob("*.jpg"))] for d in sorted(args.frames.iterdir()) if d.is_dir()]
+    else:
+        from streams.sender import frames_of  # encodes the videos as a client would (OpenCV, the app's settings)
+
+        clips = [[data for data, *_ in frames_of(args.data / "people" / "videos" / v)] for v in VIDEOS]
     rows = []
     for n in args.sessions:
         row = asyncio.run(configuration(args.url, args.model, clips, n, args.fps, args.seconds, args.item))
@@ -136,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     held = max(within, default=0)
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     name = f"triton-load-{date}{'-' + args.label if args.label else ''}.json"
-    out = ROOT / "loadtest" / "results" / name
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / name
     result = {
         "date": date,
         "url": args.url,
         "machine": f"{os.cpu_count()} CPUs",
         "item": args.item,
-        "videos": list(VIDEOS),
+        "videos": [str(args.frames)] if args.frames else list(VIDEOS),
         "seconds": args.seconds,
         "budget_ms": args.budget_ms,
         "configurations": rows,
