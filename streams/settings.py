@@ -119,11 +119,7 @@ class Settings(BaseSettings):
         description="Address the worker's HTTP and the embedded Triton listen on (0.0.0.0 in a pod, for probes).",
     )
     worker_batch_size: int = Field(16, ge=1, description="Most frames a worker takes from Kafka per micro-batch.")
-    worker_batch_window_s: float = Field(
-        0.001,
-        gt=0,
-        description="Longest wait to fill a micro-batch (batches overlap: a short wait costs no throughput).",
-    )
+    worker_batch_window_s: float = Field(0.005, gt=0, description="Longest wait to fill a micro-batch.")
     worker_batches_in_flight: int = Field(
         4,
         ge=1,
