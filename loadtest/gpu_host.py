@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 import zipfile
@@ -51,6 +52,10 @@ def unpack(found: dict[str, list[Path]], work: Path) -> tuple[Path, Path, Path]:
     pytriton = [w for w in found["wheels"] if w.name.startswith("nvidia_pytriton-")]
     if not pytriton:
         raise SystemExit("no pytriton wheel in the bundle: build it with tools/gpu_bundle.py")
+    tag = f"-cp{sys.version_info.major}{sys.version_info.minor}-"  # a wheel's Python tag, as in numpy-...-cp312-...
+    foreign = [w.name for w in found["wheels"] if "-cp3" in w.name and tag not in w.name and "abi3" not in w.name]
+    if foreign:
+        raise SystemExit(f"the bundle is for another Python ({foreign[0]}): tools/gpu_bundle.py --python X.Y")
     for wheel in found["wheels"]:
         if wheel not in pytriton:
             with zipfile.ZipFile(wheel) as zf:  # a wheel is a zip of its site-packages files
@@ -70,19 +75,19 @@ def unpack(found: dict[str, list[Path]], work: Path) -> tuple[Path, Path, Path]:
         (frames / path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, frames / path.parent.name / path.name)
     for path in found["models"]:  # into triton_repo/, where `make models` would have built them
-        relative = path.relative_to(next(p for p in path.parents if p.name == "models"))
-        target = ROOT / "triton_repo" / relative
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+        target = ROOT / "triton_repo" / path.relative_to(next(p for p in path.parents if p.name == "models"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     return site, home, frames
 
 
 def torch_site() -> Path:
+    """Where this Python's torch is (onnx2torch also imports torchvision)."""
     try:
         import torch
+        import torchvision  # noqa: F401
     except ImportError as exc:
-        raise SystemExit(f"this Python has no torch ({exc}): run with the GPU host's Python") from exc
+        raise SystemExit(f"this Python lacks torch or torchvision ({exc}): run with the GPU host's Python") from exc
     return Path(torch.__file__).resolve().parents[1]
 
 
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     log = args.work / "triton.log"
     env = {**os.environ, "VTO_TRITON_PYTHONPATH": path, "VTO_CATALOGUE_DIR": str(ROOT / "catalogue")}
     env |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # The stub embeds this Python's libpython (a shared build: Debian's, or a venv of it).
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p)
     command = [
         str(home / "bin" / "tritonserver"),
         f"--backend-directory={home / 'backends'}",

@@ -12,13 +12,13 @@ rebalance or a stop waits for the batches in flight before committing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,9 +29,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streams import kafka_client, logs
 from streams.consumer_lag import ConsumerLag
+from streams.in_flight import InFlight
 from streams.inference import TritonTryOn
 from streams.metrics import Metrics
-from streams.pipeline import FramePipeline, Record, now_us
+from streams.pipeline import FramePipeline, Outputs, Record, now_us
 from streams.publisher import Publisher
 from streams.session_store import read_states
 from streams.settings import Settings, get_settings
@@ -235,26 +236,19 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             holder["pipeline"] = FramePipeline(settings, tryon, metrics, worker_id, CatalogueCategories(settings))
         return holder["pipeline"]  # type: ignore[no-any-return]
 
-    in_flight: deque[asyncio.Future[None]] = deque()  # the frames agent's batches, oldest first
+    def stop_the_process(exc: BaseException) -> None:
+        log.critical("a batch failed (%r): exiting, to restart from the committed offsets and states", exc)
+        os._exit(70)
 
-    async def handle_and_publish(records: list[Record], previous: asyncio.Future[None] | None) -> None:
-        """One micro-batch: inferred while the one before may still be at Triton, published after it (outputs and
-        offsets in record order; an earlier batch's failure fails this one too)."""
-        out = await pipeline().handle_frames(records)
-        if previous is not None:
-            await previous
+    in_flight = InFlight(settings.worker_batches_in_flight, stop_the_process)
+
+    async def publish_frames(records: list[Record], out: Outputs) -> None:
         offsets = next_offsets(records)
         await (await publisher()).publish(out, offsets)
         sent_us = now_us()  # rendered frames are out (shoppers read uncommitted): capture -> published
         for captured_us in out.captured:
             metrics.end_to_end_seconds.observe(max(sent_us - captured_us, 0) / 1e6)
         lag.handled_up_to(offsets)
-
-    async def settle(most: int) -> None:
-        """Wait until at most `most` batches are in flight; a batch that failed raises here."""
-        while in_flight and (len(in_flight) > most or in_flight[0].done()):
-            await asyncio.shield(in_flight[0])  # a stopping agent must not cancel a batch half-published
-            in_flight.popleft()
 
     @app.agent(frames_topic)
     async def frames(stream: Any) -> AsyncIterator[None]:  # faust.Stream; take_events is missing from its stubs
@@ -263,20 +257,23 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             # session whose state is still on its way (it would restart tracking and replay frames).
             await states_restored.wait()
             records = [_record(e) for e in events]
-            in_flight.append(asyncio.ensure_future(handle_and_publish(records, in_flight[-1] if in_flight else None)))
-            await settle(settings.worker_batches_in_flight - 1)
+            in_flight.submit(pipeline().handle_frames(records), functools.partial(publish_frames, records))
+            await in_flight.settle()
             yield None
 
-    async def drain_batches() -> None:
-        """The batches in flight published (before their offsets are committed on a rebalance or a stop)."""
-        await asyncio.gather(*in_flight, return_exceptions=True)  # a failure is the frames agent's to raise
+    async def outputs_of(out: Outputs) -> Outputs:
+        return out
+
+    async def publish_control(record: Record, out: Outputs) -> None:
+        await (await publisher()).publish(out, next_offsets([record]))
 
     @app.agent(control_topic)
     async def control(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             record = _record(event)
             out = pipeline().handle_control(record)  # applied before anything else awaits
-            await (await publisher()).publish(out, next_offsets([record]))
+            # Published after the frames taken before it: the session states it saves may hold their inference.
+            await asyncio.shield(in_flight.submit(outputs_of(out), functools.partial(publish_control, record)))
             yield None
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` kwarg
@@ -330,13 +327,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def flush_on_shutdown(sender: Any, **kwargs: Any) -> None:
         """A graceful stop commits what the worker did (an abrupt one leaves it to the partitions' next owner)."""
-        await drain_batches()
+        await in_flight.drain()
         if "publisher" in holder:
             await holder["publisher"].flush()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        await drain_batches()
+        await in_flight.drain()
         if "publisher" in holder:  # what this worker did with the partitions is committed before they move
             await holder["publisher"].flush()
         metrics.ready.set(0)

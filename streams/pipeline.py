@@ -483,7 +483,11 @@ class FramePipeline:
                     results[index] = await self._infer(frame)
 
         try:
-            await asyncio.gather(*(session_chain(s, indices) for s, indices in by_session.items()))
+            # Every chain ends before the batch lets go of its sessions, even when one of them failed.
+            ended = await asyncio.gather(*(session_chain(s, i) for s, i in by_session.items()), return_exceptions=True)
+            for failure in ended:
+                if isinstance(failure, BaseException):
+                    raise failure
             return self._outputs(out, fresh, results)
         finally:
             made.set_result(None)

@@ -338,7 +338,9 @@ async def test_overlapping_batches_keep_each_sessions_state_chain() -> None:
     assert tryon.finished[0][0] == "b"  # b did not wait for the earlier batch
     assert [r.state for r in tryon.requests if r.item_id == "slow"] == [b"", b"1", b"2"]  # a's chain, in order
     saved = [SessionState.FromString(v) for _, _, v in out1.states]
-    assert [s.perception for s in saved] == [b"2"]  # the earlier batch saved the state it left, not the later one's
+    assert [(s.perception, s.sequence) for s in saved] == [(b"2", 1)]  # what the earlier batch left, not the later's
+    later = {s.session_id: s for s in (SessionState.FromString(v) for _, _, v in out2.states)}
+    assert (later["a"].perception, later["a"].sequence) == (b"3", 2)  # the later batch continued a's chain
     assert [RenderedFrame.FromString(v).sequence for _, v in out2.rendered] == [2, 0]
     assert not pipeline.busy  # nothing left waiting
 
@@ -356,27 +358,57 @@ async def test_a_record_handled_by_an_overlapping_earlier_batch_is_dropped_as_re
     assert sample(metrics, "vto_frames_dropped_total", reason="replayed") == 1
 
 
+class GatedTryOn(FakeTryOn):
+    """Answers only once the test opens the gate: what happens meanwhile happens during inference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def infer(self, request: TryOnRequest) -> TryOnResult:
+        await self.gate.wait()
+        return await super().infer(request)
+
+
 async def test_a_frame_behind_when_its_turn_comes_is_superseded_by_a_newer_one_already_taken() -> None:
-    """Latest wins at the moment a frame would go to Triton: while its session's earlier frame was inferred, a newer
+    """Latest wins at the moment a frame would go to Triton: while its session's earlier frame was at Triton, a newer
     frame was taken into a later batch, and this one has queued past VTO_SUPERSEDE_AFTER_S."""
     settings = Settings(max_image_bytes=1000, max_image_side=640, frame_max_age_s=2.0, supersede_after_s=0.3)
-    tryon = UnevenTryOn()
+    tryon = GatedTryOn()
     pipeline, metrics = make(tryon, settings)
-    now = time.time_ns() // 1000
-    behind = now - 400_000
-    sent = [
-        frame(session="a", seq=0, item_id="slow", capture_time_unix_us=behind - 1000),
-        frame(session="a", seq=1, item_id="slow", capture_time_unix_us=behind),
-        frame(session="a", seq=2, item_id="slow", capture_time_unix_us=now),
-    ]
     tasks = []
-    for n, f in enumerate(sent):
-        tasks.append(asyncio.ensure_future(pipeline.handle_frames([record(f.SerializeToString(), key=b"a", offset=n)])))
-        await asyncio.sleep(0.005)  # each batch taken while the first is at Triton (20 ms a frame)
+    for seq in range(3):
+        f = frame(session="a", seq=seq)
+        tasks.append(
+            asyncio.ensure_future(pipeline.handle_frames([record(f.SerializeToString(), key=b"a", offset=seq)]))
+        )
+        await asyncio.sleep(0.01)  # frame 0 goes to Triton at once; 1 and 2 are taken while it is there
+    await asyncio.sleep(0.35)  # frame 0 held at Triton past VTO_SUPERSEDE_AFTER_S: 1 and 2 are behind
+    tryon.gate.set()
     outs = await asyncio.gather(*tasks)
     assert [[RenderedFrame.FromString(v).sequence for _, v in o.rendered] for o in outs] == [[0], [], [2]]
     assert sample(metrics, "vto_frames_dropped_total", reason="superseded") == 1
-    assert tryon.calls == 2
+    assert [r.state for r in tryon.requests] == [b"", b"1"]  # frame 2 went on from frame 0's state
+    assert not pipeline.busy and not pipeline.newest_taken
+
+
+async def test_a_batch_whose_chain_fails_lets_go_of_its_sessions_only_after_every_chain_ended() -> None:
+    """One session's inference raising (a bug, not a bad frame) fails the batch; the batch's other sessions are not
+    left running after it let go of them."""
+
+    class FailingForB(UnevenTryOn):
+        async def infer(self, request: TryOnRequest) -> TryOnResult:
+            if request.item_id == "fast":
+                raise RuntimeError("a bug")
+            return await super().infer(request)
+
+    tryon = FailingForB()
+    pipeline, _ = make(tryon)
+    frames = [frame(session="a", seq=0, item_id="slow"), frame(session="b", seq=0, item_id="fast")]
+    records = [record(f.SerializeToString(), key=f.session_id.encode(), offset=n) for n, f in enumerate(frames)]
+    with pytest.raises(RuntimeError, match="a bug"):
+        await pipeline.handle_frames(records)
+    assert tryon.finished == [("a", 0)]  # a's slow frame had ended before the batch failed
     assert not pipeline.busy and not pipeline.newest_taken
 
 
@@ -1076,18 +1108,6 @@ async def test_event_keys_never_repeat_across_a_restart_or_an_eviction(monkeypat
     assert "s1" not in pipeline.sessions
     keys += [k for _, k, _ in pipeline.handle_control(_control(SessionControl.ACTION_SELECT_ITEM)).events]
     assert keys == [b"s1/0", b"s1/1", b"s1/2"]
-
-
-class GatedTryOn(FakeTryOn):
-    """Answers only once the test opens the gate: what happens meanwhile happens during inference."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-
-    async def infer(self, request: TryOnRequest) -> TryOnResult:
-        await self.gate.wait()
-        return await super().infer(request)
 
 
 async def test_a_session_erased_while_its_frame_is_inferred_gets_nothing_written_back() -> None:

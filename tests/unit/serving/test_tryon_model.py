@@ -115,3 +115,53 @@ async def test_the_worker_dead_letters_a_frame_that_failed_instead_of_retrying_i
         await client.close()
     assert info.value.reason == "inference_failed" and "ValueError" in info.value.detail
     assert retries == []  # deterministic: retrying would fail the same way
+
+
+@pytest.mark.parametrize(
+    ("kind", "device_id", "params", "expected"),
+    [
+        ("GPU", "1", {}, ("cuda:1", False)),  # a bare GPU host: each instance's models on its own GPU
+        ("GPU", "0", {"half": "true"}, ("cuda:0", True)),
+        ("CPU", "0", {}, ("cpu", False)),  # the dry run of that path on a machine without a GPU
+        ("GPU", "0", {"device": "cpu"}, ("cpu", False)),
+    ],
+)
+def test_torch_mode_puts_the_perception_models_on_the_instances_device(
+    tryon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    kind: str,
+    device_id: str,
+    params: dict[str, str],
+    expected: tuple[str, bool],
+) -> None:
+    """`models: torch` (tools/triton_configs.py --target gpu-host) asks streams/serving/torch_models.py for one
+    session per perception model, on the device Triton gave the instance; the tryon model then calls them like
+    onnxruntime sessions."""
+    import json
+    import types
+
+    asked: list[tuple[Any, ...]] = []
+    fake = types.ModuleType("streams.serving.torch_models")
+
+    def sessions(repo: Any, models: Any, device: str, half: bool) -> dict[str, Any]:
+        asked.append((repo, list(models), device, half))
+        return {}
+
+    fake.sessions = sessions  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "streams.serving.torch_models", fake)
+    monkeypatch.delenv("VTO_TRYON_MODELS", raising=False)
+    (tmp_path / "tryon" / "1").mkdir(parents=True)
+    np.savez(tmp_path / "tryon" / "1" / "canonical_face_model.npz", vertices=np.zeros((3, 3)))
+    parameters = {"models": {"string_value": "torch"}, **{k: {"string_value": v} for k, v in params.items()}}
+    model = tryon.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps({"parameters": parameters}),
+            "model_repository": str(tmp_path / "tryon"),
+            "model_version": "1",
+            "model_instance_kind": kind,
+            "model_instance_device_id": device_id,
+        }
+    )
+    assert asked == [(tmp_path, list(tryon.MODEL_STAGE), *expected)]
