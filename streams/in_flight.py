@@ -28,7 +28,7 @@ class InFlight:
     def submit(self, work: Awaitable[T], publish: Callable[[T], Awaitable[None]]) -> asyncio.Future[None]:
         """Run `work` now, and `publish` its result once everything submitted before is published."""
         while self.queue and self.queue[0].done():  # published (a failure has already called on_failure)
-            self._forget(self.queue.popleft())
+            self._retrieved(self.queue.popleft())
         previous = self.queue[-1] if self.queue else None
         task = asyncio.ensure_future(self._run(work, publish, previous))
         self.queue.append(task)
@@ -42,11 +42,15 @@ class InFlight:
                 await asyncio.shield(head)  # a stopping agent must not cancel a batch half-published
             finally:
                 if head.done() and self.queue and self.queue[0] is head:
-                    self._forget(self.queue.popleft())
+                    self._retrieved(self.queue.popleft())
 
     async def drain(self) -> None:
-        """Everything in flight published (before offsets are committed on a rebalance or a stop)."""
-        await asyncio.gather(*self.queue, return_exceptions=True)
+        """Everything in flight published (before offsets are committed on a rebalance or a stop). A drain that is
+        itself cancelled leaves the work going (asyncio.wait, unlike gather, cancels nothing)."""
+        if self.queue:
+            done, _ = await asyncio.wait(list(self.queue))
+            for task in done:
+                self._retrieved(task)
 
     async def _run(self, work: Awaitable[T], publish: Callable[[T], Awaitable[None]], previous: Any) -> None:
         try:
@@ -54,13 +58,16 @@ class InFlight:
             if previous is not None:
                 await previous
             await publish(result)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():  # the work's own cancellation: it failed like any error
+                self.on_failure(exc)
+            raise  # this task cancelled (the loop closing): whatever waits on it reports it
         except BaseException as exc:
             self.on_failure(exc)
             raise
 
     @staticmethod
-    def _forget(task: asyncio.Future[None]) -> None:
+    def _retrieved(task: asyncio.Future[None]) -> None:
         if not task.cancelled():
             task.exception()  # retrieved: reported through on_failure, not as "never retrieved"

@@ -89,7 +89,7 @@ def test_production_config_serves_the_same_tensors_with_tensorrt_on_the_gpu(mode
 def test_production_tryon_differs_from_the_embedded_one_only_by_gpu_instances_bls_batches_and_queue() -> None:
     text = (ROOT / "triton_repo" / "tryon" / "config.pbtxt").read_text()
     embedded, production = parse(text), parse(triton_configs.render_tryon_production(text))
-    assert [g.kind for g in production.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    assert [(g.kind, g.count) for g in production.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 2)]
     # Embedded (CPU): the perception models in the tryon process; production: BLS calls to the GPU-served models.
     assert embedded.parameters["models"].string_value == "in_process"
     assert production.parameters["models"].string_value == "bls"
@@ -143,6 +143,7 @@ def test_gpu_host_repository_serves_tryon_on_the_gpu_with_torch_models_beside_it
     for name in NAMES:
         assert (out / name / "1" / "model.onnx").read_bytes() == f"onnx of {name}".encode()
         assert not (out / name / "config.pbtxt").exists()
+    assert (out / "tryon" / "1" / "model.py").read_text() == (repo / "tryon" / "1" / "model.py").read_text()
     config = parse((out / "tryon" / "config.pbtxt").read_text())
     assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 3)]
     assert config.parameters["models"].string_value == "torch"
@@ -150,7 +151,17 @@ def test_gpu_host_repository_serves_tryon_on_the_gpu_with_torch_models_beside_it
     assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
     assert config.dynamic_batching.default_queue_policy.max_queue_size == 512
     plain = parse(triton_configs.render_tryon_gpu_host((repo / "tryon" / "config.pbtxt").read_text(), 1, False))
-    assert "half" not in plain.parameters
+    assert "half" not in plain.parameters and plain.parameters["models"].string_value == "torch"
+    assert [g.count for g in plain.instance_group] == [1]
+    embedded = parse((repo / "tryon" / "config.pbtxt").read_text())
+    for changed in (config, embedded):  # nothing else differs from the embedded config
+        del changed.instance_group[:]
+        for key in ("models", "half"):
+            if key in changed.parameters:
+                del changed.parameters[key]
+        del changed.dynamic_batching.preferred_batch_size[:]
+        changed.dynamic_batching.default_queue_policy.max_queue_size = 0
+    assert config == embedded
     with pytest.raises(SystemExit, match="not empty"):
         triton_configs.write_gpu_host(out, repo)
 

@@ -150,6 +150,9 @@ def test_torch_mode_puts_the_perception_models_on_the_instances_device(
 
     fake.sessions = sessions  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "streams.serving.torch_models", fake)
+    import streams.serving
+
+    monkeypatch.setattr(streams.serving, "torch_models", fake, raising=False)  # were the real one imported before
     monkeypatch.delenv("VTO_TRYON_MODELS", raising=False)
     (tmp_path / "tryon" / "1").mkdir(parents=True)
     np.savez(tmp_path / "tryon" / "1" / "canonical_face_model.npz", vertices=np.zeros((3, 3)))
