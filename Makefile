@@ -92,7 +92,7 @@ torch-check: setup models $(CACHE)/venv-torch/.stamp
 	$(CACHE)/venv-torch/bin/python loadtest/gpu_host.py --bundle $(CACHE)/gpu-bundle-cpu --device cpu --instances 1 \
 	  --sessions 1 2 --seconds 8 --label cpu-torch
 
-# What a bare GPU host with Python 3.12 and torch needs (tools/gpu_bundle.py), in parts of at most 60 MiB; on the
+# What a bare GPU host with Python 3.12 and torch needs (tools/gpu_bundle.py), in parts of at most 54 MiB; on the
 # host: python3 loadtest/gpu_host.py --bundle .cache/gpu-bundle --label h200 (docs/performance.md, "GPU").
 gpu-bundle: setup models
 	$(VENV)/bin/python tools/gpu_bundle.py --python 3.12 --out $(CACHE)/gpu-bundle

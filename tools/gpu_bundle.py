@@ -1,9 +1,9 @@
 """Build what a bare GPU host needs to run `loadtest/gpu_host.py`, for a host that reaches no package registry.
 
-    .venv/bin/python tools/gpu_bundle.py [--python 3.12] [--out .cache/gpu-bundle] [--part-mib 60]
+    .venv/bin/python tools/gpu_bundle.py [--python 3.12] [--out .cache/gpu-bundle] [--part-mib 54]
 
-Writes OUT/part-1 ... part-N, each at most --part-mib (an upload limit, such as the device tool's 64 MiB a call),
-holding between them:
+Writes OUT/part-1 ... part-N, each at most --part-mib (an upload limit: the device tool takes 64 MiB a call, the
+working tree's ~8 MiB included), holding between them:
 - wheels/: the pytriton wheel (the bundled tritonserver and its python-backend stubs) and, for the host's Python,
   the packages the `tryon` model and the load client need besides the host's own torch: numpy < 2 (the python
   backend's numpy route, FIELD_NOTES §1), OpenCV, protobuf, onnx + onnx2torch (the ONNX -> PyTorch conversion) and
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default="3.12", help="the GPU host's Python version (its stub and wheels)")
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "gpu-bundle")
-    parser.add_argument("--part-mib", type=float, default=60.0)
+    parser.add_argument("--part-mib", type=float, default=54.0)
     args = parser.parse_args(argv)
     missing = [f for f in MODEL_FILES if not (REPO / f).is_file()]
     if missing:
