@@ -42,19 +42,14 @@ import numpy as np
 
 from streams.accounting import account_when_settled
 from streams.demo import collect, rendered_consumer
-from streams.sender import EncodedFrame, frames_of, send
+from streams.sender import SAMPLE_VIDEOS, EncodedFrame, sample_clips, send
 from streams.settings import Settings, get_settings
-from streams.stack import embedded, kafka, procs, triton
+from streams.stack import embedded, kafka, procs, triton, tritonserver
 from streams.tryon.catalogue import Catalogue
 from streams.tryon.categories import FEATURES, FIT_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "loadtest" / "results" / "bench"
-VIDEOS = ("mediapipe_full_body_dance.mp4", "mediapipe_selfie_upper_body.mp4", "mmpose_street_walking.mp4")
-
-
-def clips(settings: Settings) -> list[list[EncodedFrame]]:
-    return [list(frames_of(settings.data_dir / "people" / "videos" / name)) for name in VIDEOS]
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float | None]:
@@ -92,7 +87,7 @@ def in_process(
             text=True,
             env={
                 **os.environ,
-                **triton.SINGLE_THREADED_BLAS,  # as the embedded Triton runs it
+                **tritonserver.SINGLE_THREADED_BLAS,  # as the embedded Triton runs it
                 "PYTHONPATH": str(ROOT),
                 "VTO_CATALOGUE_DIR": str(settings.catalogue_dir),
             },
@@ -313,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     configs = [(int(s), float(f)) for s, f in (c.split("x") for c in args.configs)]
-    videos = clips(settings)
+    videos = sample_clips(settings.data_dir)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
     most = max(s for s, _ in configs)
     frames = int(max(f for _, f in configs) * args.hold)
@@ -345,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "machine": f"{os.cpu_count()} CPUs, no GPU",
         "item": args.item,
-        "videos": list(VIDEOS),
+        "videos": list(SAMPLE_VIDEOS),
         "hold_s": args.hold,
         "ramp_s": args.ramp,
         # what the run ran with: the knobs the runs in docs/performance.md changed
@@ -358,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 for line in (settings.triton_repo / "tryon" / "config.pbtxt").read_text().splitlines()
                 if line.strip().startswith(("instance_group", "max_queue_delay", "preferred_batch", "parameters"))
             ],
-            "blas_threads": triton.SINGLE_THREADED_BLAS,
+            "blas_threads": tritonserver.SINGLE_THREADED_BLAS,
         },
         "in_process": baseline,
         "pipeline": runs,

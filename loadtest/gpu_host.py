@@ -32,6 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the host's Python does not install the project
+
+from streams.errors import StackError  # noqa: E402  (standard library only, both)
+from streams.stack import tritonserver  # noqa: E402
+
 PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
 
 
@@ -60,17 +65,10 @@ def unpack(found: dict[str, list[Path]], work: Path) -> tuple[Path, Path, Path]:
         if wheel not in pytriton:
             with zipfile.ZipFile(wheel) as zf:  # a wheel is a zip of its site-packages files
                 zf.extractall(site)
-    with zipfile.ZipFile(pytriton[0]) as zf:
-        members = [m for m in zf.namelist() if m.startswith(("pytriton/tritonserver/", "nvidia_pytriton.libs/"))]
-        zf.extractall(work / "triton", members)
-    home = work / "triton" / "pytriton" / "tritonserver"
-    (home / "bin" / "tritonserver").chmod(0o755)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = home / "python_backend_stubs" / version / "triton_python_backend_stub"
-    if not stub.exists():
-        raise SystemExit(f"the bundled server has no python-backend stub for Python {version}")
-    shutil.copy2(stub, home / "backends" / "python" / "triton_python_backend_stub")
-    (home / "backends" / "python" / "triton_python_backend_stub").chmod(0o755)
+    try:
+        home = tritonserver.unpack(pytriton[0], work / "triton", f"{sys.version_info.major}.{sys.version_info.minor}")
+    except StackError as exc:
+        raise SystemExit(str(exc)) from exc
     for path in found["frames"]:
         (frames / path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, frames / path.parent.name / path.name)
@@ -155,26 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True)
     site, home, frames = unpack(merged(args.bundle), args.work)
     repo = write_repo(args.work, args.device, args.instances, args.half)
-    # The bundle's site first: its numpy < 2 before the host's (the stub's numpy route); then the host's torch.
-    path = os.pathsep.join([str(site), str(torch_site()), str(ROOT)])
     log = args.work / "triton.log"
-    env = {**os.environ, "VTO_TRITON_PYTHONPATH": path, "VTO_CATALOGUE_DIR": str(ROOT / "catalogue")}
-    env |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # The bundle's site first: its numpy < 2 before the host's (the stub's numpy route); then the host's torch.
+    env = {**os.environ, **tritonserver.environment([site, torch_site(), ROOT], ROOT / "catalogue")}
     # The stub embeds this Python's libpython (a shared build: Debian's, or a venv of it).
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p)
-    command = [
-        str(home / "bin" / "tritonserver"),
-        f"--backend-directory={home / 'backends'}",
-        f"--model-repository={repo}",
-        "--model-control-mode=explicit",
-        "--load-model=tryon",
-        f"--http-port={PORTS['http']}",
-        f"--grpc-port={PORTS['grpc']}",
-        f"--metrics-port={PORTS['metrics']}",
-        *(f"--{kind}-address=127.0.0.1" for kind in PORTS),
-        "--log-verbose=0",
-    ]
+    command = tritonserver.command(home, repo, PORTS, "127.0.0.1")
+    command += ["--model-control-mode=explicit", "--load-model=tryon"]
     started = time.monotonic()
     with log.open("wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -28,7 +28,6 @@ import tritonclient.grpc.aio as grpc_aio
 from streams.inference import TryOnRequest, perception_flags, tryon_inputs, tryon_result
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEOS = ("mediapipe_full_body_dance.mp4", "mediapipe_selfie_upper_body.mp4", "mmpose_street_walking.mp4")
 
 
 async def session(
@@ -122,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames:
         clips = [[f.read_bytes() for f in sorted(d.glob("*.jpg"))] for d in sorted(args.frames.iterdir()) if d.is_dir()]
+        videos = [str(args.frames)]
     else:
-        from streams.sender import frames_of  # encodes the videos as a client would (OpenCV, the app's settings)
+        from streams.sender import SAMPLE_VIDEOS, sample_clips  # the app's venv (a GPU host's Python sends --frames)
 
-        clips = [[data for data, *_ in frames_of(args.data / "people" / "videos" / v)] for v in VIDEOS]
+        clips = [[data for data, *_ in clip] for clip in sample_clips(args.data)]
+        videos = list(SAMPLE_VIDEOS)
     rows = []
     for n in args.sessions:
         row = asyncio.run(configuration(args.url, args.model, clips, n, args.fps, args.seconds, args.item))
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "url": args.url,
         "machine": f"{os.cpu_count()} CPUs",
         "item": args.item,
-        "videos": [str(args.frames)] if args.frames else list(VIDEOS),
+        "videos": videos,
         "seconds": args.seconds,
         "budget_ms": args.budget_ms,
         "configurations": rows,

@@ -19,6 +19,8 @@ from streams.proto.vto.v1.session_control_pb2 import SessionControl
 from streams.settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+# The benchmarks' clips in VTO_DATA_DIR/people/videos, 600x600 to 1280x720 (loadtest/bench.py, triton_load.py).
+SAMPLE_VIDEOS = ("mediapipe_full_body_dance.mp4", "mediapipe_selfie_upper_body.mp4", "mmpose_street_walking.mp4")
 EncodedFrame = tuple[bytes, ImageFormat.ValueType, int, int]  # image, format, width, height
 
 
@@ -38,6 +40,11 @@ def _encoded(path: Path) -> EncodedFrame:
     if not data.startswith((b"\x89PNG", b"\xff\xd8\xff")):  # e.g. WebP: re-encode as JPEG
         data, fmt = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), IMAGE_FORMAT_JPEG
     return data, fmt, image.shape[1], image.shape[0]
+
+
+def sample_clips(data_dir: Path) -> list[list[EncodedFrame]]:
+    """The frames of each of SAMPLE_VIDEOS, encoded once as a client would."""
+    return [list(frames_of(data_dir / "people" / "videos" / name)) for name in SAMPLE_VIDEOS]
 
 
 def frames_of(path: Path, jpeg_quality: int = 90) -> Iterator[EncodedFrame]:

@@ -36,7 +36,6 @@ WHEELS = [
 ]
 NO_DEPS_WHEELS = ["onnx2torch==1.5.15"]  # its torch / torchvision requirements are met by the host's
 PLATFORMS = ["manylinux_2_35_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64", "any"]
-VIDEOS = ("mediapipe_full_body_dance.mp4", "mediapipe_selfie_upper_body.mp4", "mmpose_street_walking.mp4")
 FRAMES_PER_CLIP = 60
 
 
@@ -48,17 +47,13 @@ def download(python: str, into: Path) -> None:
 
 
 def frames(into: Path) -> None:
-    from streams.sender import frames_of  # the app's venv
+    from streams.sender import SAMPLE_VIDEOS, sample_clips  # the app's venv
     from streams.settings import get_settings
 
-    videos = get_settings().data_dir / "people" / "videos"
-    for video in VIDEOS:
-        clip = into / Path(video).stem
-        clip.mkdir(parents=True, exist_ok=True)
-        for index, (data, *_) in enumerate(frames_of(videos / video)):
-            if index == FRAMES_PER_CLIP:
-                break
-            (clip / f"{index:04d}.jpg").write_bytes(data)
+    for video, clip in zip(SAMPLE_VIDEOS, sample_clips(get_settings().data_dir), strict=True):
+        (into / Path(video).stem).mkdir(parents=True, exist_ok=True)
+        for index, (data, *_) in enumerate(clip[:FRAMES_PER_CLIP]):
+            (into / Path(video).stem / f"{index:04d}.jpg").write_bytes(data)
 
 
 def split(staging: Path, out: Path, part_bytes: int) -> list[Path]:

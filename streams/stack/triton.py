@@ -8,16 +8,15 @@ sys.path (the stub ignores PYTHONPATH). See FIELD_NOTES §1.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import sys
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from streams.errors import StackError
 from streams.settings import ROOT, Settings
+from streams.stack import tritonserver
 from streams.stack.procs import Service, wait_until
 
 PYTRITON = "nvidia-pytriton==0.7.0"
@@ -40,8 +39,7 @@ def install_dir(settings: Settings) -> Path:
 def ensure_installed(settings: Settings) -> Path:
     """Unpack tritonserver from the pytriton wheel (downloaded once) and put the 3.11 stub in place."""
     home = install_dir(settings) / "pytriton" / "tritonserver"
-    stub = home / "backends" / "python" / "triton_python_backend_stub"
-    if stub.exists():
+    if (home / "backends" / "python" / "triton_python_backend_stub").exists():
         return home
     wheels = settings.cache_dir / "wheels"
     found = sorted(wheels.glob("nvidia_pytriton-0.7.0-*.whl"))
@@ -50,14 +48,7 @@ def ensure_installed(settings: Settings) -> Path:
             [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), PYTRITON], check=True
         )
         found = sorted(wheels.glob("nvidia_pytriton-0.7.0-*.whl"))
-    with zipfile.ZipFile(found[0]) as zf:
-        # The server and its bundled libraries (found through RPATH $ORIGIN/../../../nvidia_pytriton.libs).
-        members = [m for m in zf.namelist() if m.startswith(("pytriton/tritonserver/", "nvidia_pytriton.libs/"))]
-        zf.extractall(install_dir(settings), members)
-    (home / "bin" / "tritonserver").chmod(0o755)
-    shutil.copy2(home / "python_backend_stubs" / "3.11" / "triton_python_backend_stub", stub)
-    stub.chmod(0o755)
-    return home
+    return tritonserver.unpack(found[0], install_dir(settings), "3.11")
 
 
 def models_site_packages(settings: Settings) -> Path:
@@ -87,33 +78,15 @@ def start(settings: Settings, timeout: float = 180.0) -> None:
         raise StackError(f"models not built ({', '.join(missing)}): run `make models`")
     home = ensure_installed(settings)
     svc = service(settings)
-    pythonpath = f"{models_site_packages(settings)}:{ROOT}"
+    ports = {"http": settings.triton_http_port, "grpc": grpc_port(settings), "metrics": settings.triton_metrics_port}
     svc.start(
-        [
-            str(home / "bin" / "tritonserver"),
-            f"--backend-directory={home / 'backends'}",
-            f"--http-port={settings.triton_http_port}",
-            f"--grpc-port={grpc_port(settings)}",
-            f"--metrics-port={settings.triton_metrics_port}",
-            f"--http-address={settings.bind_address}",
-            f"--grpc-address={settings.bind_address}",
-            f"--metrics-address={settings.bind_address}",
-            "--log-verbose=0",
-            f"--model-repository={settings.triton_repo}",
-        ],
+        tritonserver.command(home, settings.triton_repo, ports, settings.bind_address),
         env={
-            "VTO_TRITON_PYTHONPATH": pythonpath,
-            "VTO_CATALOGUE_DIR": str(settings.catalogue_dir),
+            **tritonserver.environment([models_site_packages(settings), ROOT], settings.catalogue_dir),
             "VTO_TRYON_MODELS": settings.tryon_models,
-            # numpy's OpenBLAS keeps a thread per core spinning after each call: in the tryon model that cost several
-            # times its own CPU per request, taking a core from Kafka and the workers (docs/performance.md).
-            **SINGLE_THREADED_BLAS,
         },
     )
     wait_until(svc, lambda: ready(settings), timeout, "Triton models")
-
-
-SINGLE_THREADED_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 @contextlib.contextmanager
